@@ -111,6 +111,9 @@ def _quadratic_coefficients(means, cov_inv) -> np.ndarray:
     )
 
 
+_RGB_CENTRE = 127.5
+
+
 def _build_tables():
     # The colour transform is affine, so fold it into the quadratic form: the monomials are taken
     # directly of the RGB values (0-255) and the coefficients absorb the YCbCr conversion.
@@ -119,7 +122,8 @@ def _build_tables():
     m_inv = np.linalg.inv(m)
     means = np.concatenate([_SKIN_MEANS, _NONSKIN_MEANS])
     cov_inv = np.concatenate([_SKIN_COV_INV, _NONSKIN_COV_INV])
-    means_rgb = (means - _YCBCR_OFFSET) @ m_inv.T
+    # Colours are centred on mid-grey before the monomials are taken (smaller float32 terms).
+    means_rgb = (means - _YCBCR_OFFSET) @ m_inv.T - _RGB_CENTRE
     cov_inv_rgb = np.einsum("ji,kjl,lm->kim", m, cov_inv, m)
     coef = -0.5 * _quadratic_coefficients(means_rgb, cov_inv_rgb)
     coef[9] += np.concatenate(
@@ -128,7 +132,7 @@ def _build_tables():
             _component_log_weights(_NONSKIN_WEIGHTS, _NONSKIN_COV_DET),
         ]
     )
-    return coef  # (10, 8): monomials(rgb) @ coef = log(w_k N(c; mu_k, Sigma_k))
+    return coef  # (10, 8): monomials(rgb - centre) @ coef = log(w_k N(c; mu_k, Sigma_k))
 
 
 _LOG_COMPONENT_COEF = _build_tables()
@@ -178,6 +182,7 @@ def skin_probability(image_rgb: np.ndarray, chunk_pixels: int = 1 << 14) -> np.n
     for start in range(0, n_total, block):
         n = min(block, n_total - start)
         c = flat[start : start + n].T.astype(np.float32)  # (3, n)
+        c -= np.float32(_RGB_CENTRE)
         f = monomials[:, :n]
         np.multiply(c, c, out=f[0:3])
         np.multiply(c[0], c[1], out=f[3])

@@ -1,0 +1,317 @@
+# cython: language_level=3
+"""Z-buffer rasterisation kernels, compiled to ``face3d_data._raster``.
+
+These are the hot loops only. They trust their inputs: the Python wrappers in
+``face3d_data.render`` check dtypes, shapes, contiguity and index ranges first.
+
+Semantics (see docs/rendering.md):
+
+- canonical image frame: pixel (x, y) is ``image[y, x]`` and is sampled at the integer point (x, y);
+- each triangle is set up once in float64: bounding box clipped in float64 before any integer
+  conversion, one reciprocal of the doubled area, three edge functions;
+- every edge function is evaluated from the edge's lexicographically smaller endpoint, so two
+  triangles sharing an edge compute bit-identical (negated) values on it; a pixel exactly on an
+  edge belongs to the triangle whose interior lies to the edge's right (x larger), or below it
+  when the edge is horizontal (the top-left rule): shared edges are drawn exactly once;
+- zero-area triangles and triangles with a non-finite coordinate draw nothing;
+- depth is the barycentric interpolation of vertex z, rounded to float32; a pixel is overwritten
+  when the new depth is strictly greater (ties keep the earlier triangle).
+"""
+
+from libc.math cimport ceil, floor, fabs
+from libc.stdint cimport intptr_t
+from cython.parallel cimport prange
+cimport cython
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #define FACE3D_HAVE_OPENMP 1
+    #else
+    #define FACE3D_HAVE_OPENMP 0
+    #endif
+    """
+    int FACE3D_HAVE_OPENMP
+
+HAVE_OPENMP = bool(FACE3D_HAVE_OPENMP)
+
+
+cdef struct Edge:
+    double lx, ly      # the lexicographically smaller endpoint
+    double dx, dy      # hi - lo
+    double s           # +1 / -1: sign that makes the edge function positive inside
+    int tie_inside     # a pixel with edge function exactly 0 belongs to this triangle
+
+
+cdef inline void _edge_setup(double ax, double ay, double bx, double by, double orient,
+                             Edge* e) noexcept nogil:
+    """Edge a->b of a triangle whose doubled signed area has sign ``orient``."""
+    cdef double nx, ny
+    if ax < bx or (ax == bx and ay < by):
+        e.lx = ax; e.ly = ay; e.dx = bx - ax; e.dy = by - ay; e.s = orient
+    else:
+        e.lx = bx; e.ly = by; e.dx = ax - bx; e.dy = ay - by; e.s = -orient
+    # inward normal of the edge (gradient of the positive-inside edge function)
+    nx = -e.s * e.dy
+    ny = e.s * e.dx
+    e.tie_inside = 1 if (nx > 0 or (nx == 0 and ny > 0)) else 0
+
+
+cdef inline double _min3(double a, double b, double c) noexcept nogil:
+    if b < a: a = b
+    if c < a: a = c
+    return a
+
+
+cdef inline double _max3(double a, double b, double c) noexcept nogil:
+    if b > a: a = b
+    if c > a: a = c
+    return a
+
+
+cdef inline bint _finite(double v) noexcept nogil:
+    return (v - v) == 0.0
+
+
+cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_triangles,
+                      int height, int width, int* triangle_id, float* barycentric,
+                      float* depth) noexcept nogil:
+    """Z-buffer ``n_triangles`` triangles into buffers that the caller initialised.
+
+    vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid;
+    triangle_id: (H, W) int32 (-1 background); barycentric: (H, W, 3) float32; depth: (H, W)
+    float32 (-inf background).
+    """
+    cdef Py_ssize_t t, p
+    cdef int i0, i1, i2, px0, px1, py0, py1, x, y
+    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2
+    cdef double bx0, bx1, by0, by1, area2, orient, inv_area, fy, fx
+    cdef double r0, r1, r2, w0, w1, w2, b0, b1, b2
+    cdef float zf
+    cdef Edge e0, e1, e2
+    cdef double wmax = width - 1
+    cdef double hmax = height - 1
+
+    for t in range(n_triangles):
+        i0 = triangles[3 * t]
+        i1 = triangles[3 * t + 1]
+        i2 = triangles[3 * t + 2]
+        x0 = vertices[3 * i0]; y0 = vertices[3 * i0 + 1]
+        x1 = vertices[3 * i1]; y1 = vertices[3 * i1 + 1]
+        x2 = vertices[3 * i2]; y2 = vertices[3 * i2 + 1]
+
+        # bounding box of pixel centres, clipped in float64 (NaN fails every comparison)
+        bx0 = ceil(_min3(x0, x1, x2))
+        bx1 = floor(_max3(x0, x1, x2))
+        if bx0 < 0: bx0 = 0
+        if bx1 > wmax: bx1 = wmax
+        if not (bx0 <= bx1):
+            continue
+        by0 = ceil(_min3(y0, y1, y2))
+        by1 = floor(_max3(y0, y1, y2))
+        if by0 < 0: by0 = 0
+        if by1 > hmax: by1 = hmax
+        if not (by0 <= by1):
+            continue
+
+        z0 = vertices[3 * i0 + 2]; z1 = vertices[3 * i1 + 2]; z2 = vertices[3 * i2 + 2]
+        if not (_finite(x0) and _finite(y0) and _finite(z0) and _finite(x1) and _finite(y1)
+                and _finite(z1) and _finite(x2) and _finite(y2) and _finite(z2)):
+            continue
+
+        area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
+        if area2 == 0.0:
+            continue
+        orient = 1.0 if area2 > 0 else -1.0
+        inv_area = 1.0 / fabs(area2)
+
+        _edge_setup(x1, y1, x2, y2, orient, &e0)   # opposite vertex 0
+        _edge_setup(x2, y2, x0, y0, orient, &e1)   # opposite vertex 1
+        _edge_setup(x0, y0, x1, y1, orient, &e2)   # opposite vertex 2
+
+        px0 = <int>bx0; px1 = <int>bx1; py0 = <int>by0; py1 = <int>by1
+        for y in range(py0, py1 + 1):
+            fy = y
+            r0 = e0.dx * (fy - e0.ly)
+            r1 = e1.dx * (fy - e1.ly)
+            r2 = e2.dx * (fy - e2.ly)
+            for x in range(px0, px1 + 1):
+                fx = x
+                w0 = e0.s * (r0 - e0.dy * (fx - e0.lx))
+                if w0 < 0 or (w0 == 0 and not e0.tie_inside):
+                    continue
+                w1 = e1.s * (r1 - e1.dy * (fx - e1.lx))
+                if w1 < 0 or (w1 == 0 and not e1.tie_inside):
+                    continue
+                w2 = e2.s * (r2 - e2.dy * (fx - e2.lx))
+                if w2 < 0 or (w2 == 0 and not e2.tie_inside):
+                    continue
+                b0 = w0 * inv_area
+                b1 = w1 * inv_area
+                b2 = w2 * inv_area
+                zf = <float>(b0 * z0 + b1 * z1 + b2 * z2)
+                p = <Py_ssize_t>y * width + x
+                if zf > depth[p]:
+                    depth[p] = zf
+                    triangle_id[p] = <int>t
+                    barycentric[3 * p] = <float>b0
+                    barycentric[3 * p + 1] = <float>b1
+                    barycentric[3 * p + 2] = <float>b2
+
+
+cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,
+                             const int* triangle_id, const float* barycentric,
+                             Py_ssize_t n_pixels, float background, float* out) noexcept nogil:
+    """out[p, c] = sum_k bary[p, k] * attributes[tri[id[p], k], c]; background where id < 0."""
+    cdef Py_ssize_t p, t
+    cdef int c
+    cdef const float* a0
+    cdef const float* a1
+    cdef const float* a2
+    cdef double b0, b1, b2
+    for p in range(n_pixels):
+        t = triangle_id[p]
+        if t < 0:
+            for c in range(channels):
+                out[p * channels + c] = background
+            continue
+        a0 = attributes + <Py_ssize_t>triangles[3 * t] * channels
+        a1 = attributes + <Py_ssize_t>triangles[3 * t + 1] * channels
+        a2 = attributes + <Py_ssize_t>triangles[3 * t + 2] * channels
+        b0 = barycentric[3 * p]; b1 = barycentric[3 * p + 1]; b2 = barycentric[3 * p + 2]
+        for c in range(channels):
+            out[p * channels + c] = <float>(b0 * a0[c] + b1 * a1[c] + b2 * a2[c])
+
+
+cdef inline int _clampi(int v, int hi) noexcept nogil:
+    if v < 0: return 0
+    if v > hi: return hi
+    return v
+
+
+cdef void sample_bilinear(const float* texture, int tex_h, int tex_w, int channels,
+                          const float* coords, const int* valid, Py_ssize_t n_pixels,
+                          float background, float* out) noexcept nogil:
+    """Bilinear sampling at texel coordinates (u = column, v = row, centres at integers),
+    edge-clamped. coords: (P, 2) float32; valid: (P,) int32 (0 -> background)."""
+    cdef Py_ssize_t p
+    cdef int c, u0, v0, u1, v1
+    cdef double u, v, fu, fv, fu0, fv0
+    cdef const float* t00
+    cdef const float* t01
+    cdef const float* t10
+    cdef const float* t11
+    for p in range(n_pixels):
+        if not valid[p]:
+            for c in range(channels):
+                out[p * channels + c] = background
+            continue
+        u = coords[2 * p]
+        v = coords[2 * p + 1]
+        if u < 0: u = 0
+        if u > tex_w - 1: u = tex_w - 1
+        if v < 0: v = 0
+        if v > tex_h - 1: v = tex_h - 1
+        fu0 = floor(u); fv0 = floor(v)
+        fu = u - fu0; fv = v - fv0
+        u0 = <int>fu0; v0 = <int>fv0
+        u1 = _clampi(u0 + 1, tex_w - 1); v1 = _clampi(v0 + 1, tex_h - 1)
+        t00 = texture + (<Py_ssize_t>v0 * tex_w + u0) * channels
+        t01 = texture + (<Py_ssize_t>v0 * tex_w + u1) * channels
+        t10 = texture + (<Py_ssize_t>v1 * tex_w + u0) * channels
+        t11 = texture + (<Py_ssize_t>v1 * tex_w + u1) * channels
+        for c in range(channels):
+            out[p * channels + c] = <float>(
+                (1 - fv) * ((1 - fu) * t00[c] + fu * t01[c]) + fv * ((1 - fu) * t10[c] + fu * t11[c]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Python entry points. Arguments are already validated (dtype, C order, shapes, index range).
+
+def rasterize_into(const float[:, ::1] vertices, const int[:, ::1] triangles,
+                   int[:, ::1] triangle_id, float[:, :, ::1] barycentric, float[:, ::1] depth):
+    """Z-buffer a mesh into initialised buffers (GIL released)."""
+    cdef Py_ssize_t m = triangles.shape[0]
+    cdef int h = triangle_id.shape[0]
+    cdef int w = triangle_id.shape[1]
+    if m == 0 or h == 0 or w == 0:
+        return
+    with nogil:
+        raster_mesh(&vertices[0, 0], &triangles[0, 0], m, h, w, &triangle_id[0, 0],
+                    &barycentric[0, 0, 0], &depth[0, 0])
+
+
+def interpolate_into(const float[:, ::1] attributes, const int[:, ::1] triangles,
+                     const int[:, ::1] triangle_id, const float[:, :, ::1] barycentric,
+                     float background, float[:, :, ::1] out):
+    """Per-pixel barycentric interpolation of per-vertex attributes (GIL released)."""
+    cdef Py_ssize_t n = triangle_id.shape[0] * triangle_id.shape[1]
+    cdef int c = out.shape[2]
+    if n == 0 or c == 0:
+        return
+    cdef const float* attr = &attributes[0, 0] if attributes.shape[0] > 0 else NULL
+    cdef const int* tri = &triangles[0, 0] if triangles.shape[0] > 0 else NULL
+    with nogil:
+        interpolate_pixels(attr, c, tri, &triangle_id[0, 0], &barycentric[0, 0, 0], n,
+                           background, &out[0, 0, 0])
+
+
+def sample_bilinear_into(const float[:, :, ::1] texture, const float[:, :, ::1] coords,
+                         const int[:, ::1] valid, float background, float[:, :, ::1] out):
+    """Bilinear texture lookup at per-pixel texel coordinates (GIL released)."""
+    cdef Py_ssize_t n = valid.shape[0] * valid.shape[1]
+    if n == 0 or out.shape[2] == 0:
+        return
+    with nogil:
+        sample_bilinear(&texture[0, 0, 0], texture.shape[0], texture.shape[1], texture.shape[2],
+                        &coords[0, 0, 0], &valid[0, 0], n, background, &out[0, 0, 0])
+
+
+def rasterize_many(list vertices, list triangles, int[:, :, ::1] triangle_id,
+                   float[:, :, :, ::1] barycentric, float[:, :, ::1] depth,
+                   list attributes=None, float[:, :, :, ::1] out=None, float background=0.0,
+                   int num_threads=1):
+    """Z-buffer B meshes into B images in parallel (OpenMP when compiled with it).
+
+    vertices / triangles / attributes: lists of B validated C-contiguous arrays; the buffers are
+    stacked (B, H, W[, 3|C]) and initialised. When ``attributes`` is given (all with C channels),
+    ``out`` (B, H, W, C) receives the interpolated attributes.
+    """
+    cdef Py_ssize_t nb = len(vertices), b
+    cdef int h = triangle_id.shape[1]
+    cdef int w = triangle_id.shape[2]
+    cdef Py_ssize_t npix = <Py_ssize_t>h * w
+    cdef int channels = out.shape[3] if out is not None else 0
+    if nb == 0 or npix == 0:
+        return
+    cdef cnp.ndarray[cnp.intp_t] vptr = np.zeros(nb, np.intp)
+    cdef cnp.ndarray[cnp.intp_t] tptr = np.zeros(nb, np.intp)
+    cdef cnp.ndarray[cnp.intp_t] aptr = np.zeros(nb, np.intp)
+    cdef cnp.ndarray[cnp.intp_t] mcount = np.zeros(nb, np.intp)
+    for b in range(nb):
+        vptr[b] = vertices[b].ctypes.data
+        tptr[b] = triangles[b].ctypes.data
+        mcount[b] = triangles[b].shape[0]
+        if attributes is not None:
+            aptr[b] = attributes[b].ctypes.data
+    cdef intptr_t* vp = <intptr_t*>vptr.data
+    cdef intptr_t* tp = <intptr_t*>tptr.data
+    cdef intptr_t* ap = <intptr_t*>aptr.data
+    cdef intptr_t* mc = <intptr_t*>mcount.data
+    cdef int* ids = &triangle_id[0, 0, 0]
+    cdef float* bar = &barycentric[0, 0, 0, 0]
+    cdef float* dep = &depth[0, 0, 0]
+    cdef float* res = &out[0, 0, 0, 0] if channels > 0 else NULL
+    for b in prange(nb, nogil=True, num_threads=num_threads, schedule="dynamic"):
+        if mc[b] > 0:
+            raster_mesh(<const float*>vp[b], <const int*>tp[b], mc[b], h, w,
+                        ids + b * npix, bar + b * npix * 3, dep + b * npix)
+        if channels > 0:
+            interpolate_pixels(<const float*>ap[b], channels, <const int*>tp[b],
+                               ids + b * npix, bar + b * npix * 3, npix, background,
+                               res + b * npix * channels)

@@ -1,0 +1,15 @@
+"""Rasterisation: a validated CPU z-buffer (Cython), attribute/texture rendering and maps.
+
+- :mod:`face3d_data.render.raster`  ``rasterize``, ``interpolate``, ``render_attributes``,
+  ``render_texture`` and their batched, multi-threaded forms;
+- :mod:`face3d_data.render.maps`    PNCC, depth, normals, per-vertex visibility, UV-space rendering;
+- :mod:`face3d_data.render.torch`   a differentiable renderer for torch (CPU, CUDA, nvdiffrast).
+
+Frame: canonical image frame (0-based, x right, y down, pixel centres at integers); z larger = closer.
+"""
+
+from face3d_data.render.raster import (Raster, interpolate, rasterize, rasterize_batch,
+                                       render_attributes, render_attributes_batch, render_texture)
+
+__all__ = ["Raster", "rasterize", "interpolate", "render_attributes", "render_texture",
+           "rasterize_batch", "render_attributes_batch"]

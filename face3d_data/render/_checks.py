@@ -1,0 +1,74 @@
+"""Argument checks shared by the render wrappers: convert once, fail with a named argument.
+
+Every array that reaches the Cython kernels passes through here, so the kernels can trust dtype,
+C order, shapes and triangle index ranges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_vertices(vertices, name: str = "vertices") -> np.ndarray:
+    """(N, 3) float32 C-contiguous copy-or-view; NaN/inf allowed (such triangles draw nothing)."""
+    arr = np.asarray(vertices)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape (N, 3), got {arr.shape}")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name}: expected a real-valued array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def as_triangles(triangles, n_vertices: int, name: str = "triangles") -> np.ndarray:
+    """(M, 3) int32 C-contiguous; every index in [0, n_vertices) or ValueError naming the index."""
+    arr = np.asarray(triangles)
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape (M, 3), got {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.isfinite(arr)) \
+                or np.any(arr != np.round(arr)):
+            raise ValueError(f"{name}: expected integer vertex indices, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_vertices):
+        bad = (arr < 0) | (arr >= n_vertices)
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(f"{name}[{row}, {col}] = {arr[row, col]} is out of range for "
+                             f"{n_vertices} vertices")
+    return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def as_size(value, name: str) -> int:
+    """A non-negative image dimension."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def as_attributes(attributes, n_vertices: int, name: str = "attributes") -> tuple[np.ndarray, bool]:
+    """(N, C) float32 C-contiguous, plus whether the input was 1-D (N,) (then outputs are (H, W))."""
+    arr = np.asarray(attributes)
+    flat = arr.ndim == 1
+    if flat:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise ValueError(f"{name}: expected shape (N, C) or (N,), got {np.shape(attributes)}")
+    if arr.shape[0] != n_vertices:
+        raise ValueError(f"{name}: has {arr.shape[0]} rows but the mesh has {n_vertices} vertices")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            or arr.dtype == np.bool_):
+        raise ValueError(f"{name}: expected a real-valued array, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.float32), flat
+
+
+def as_threads(num_threads) -> int:
+    """None -> every core this process may use; otherwise a positive integer."""
+    if num_threads is None:
+        try:
+            import os
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            import os
+            return max(1, os.cpu_count() or 1)
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"num_threads: expected a positive integer or None, got {num_threads!r}")
+    return int(num_threads)

@@ -1,0 +1,143 @@
+"""The Cython z-buffer against a straightforward numpy reference of the same semantics.
+
+The reference rasterises one triangle at a time over its clipped bounding box with whole-array
+numpy operations. It evaluates the edge functions with the same float64 formula (from the edge's
+lexicographically smaller endpoint), so triangle ids must be identical, and values agree to 1e-5.
+"""
+
+import numpy as np
+import pytest
+
+from face3d_data.render import interpolate, rasterize, render_attributes
+
+
+def _edge(a, b, orient):
+    """(lo, d, s, tie_inside) of edge a->b; see docs/rendering.md."""
+    if a[0] < b[0] or (a[0] == b[0] and a[1] < b[1]):
+        lo, d, s = a, b - a, orient
+    else:
+        lo, d, s = b, a - b, -orient
+    nx, ny = -s * d[1], s * d[0]
+    return lo, d, s, (nx > 0) or (nx == 0 and ny > 0)
+
+
+def reference_rasterize(vertices, triangles, height, width):
+    """Numpy z-buffer: (ids (H,W) int32, bary (H,W,3) float32, depth (H,W) float32)."""
+    v = np.asarray(vertices, np.float32).astype(np.float64)
+    ids = np.full((height, width), -1, np.int32)
+    bary = np.zeros((height, width, 3), np.float32)
+    depth = np.full((height, width), -np.inf, np.float32)
+    for t, tri in enumerate(np.asarray(triangles)):
+        p = v[tri]
+        if not np.all(np.isfinite(p)):
+            continue
+        x0, x1 = max(np.ceil(p[:, 0].min()), 0.0), min(np.floor(p[:, 0].max()), width - 1.0)
+        y0, y1 = max(np.ceil(p[:, 1].min()), 0.0), min(np.floor(p[:, 1].max()), height - 1.0)
+        if x0 > x1 or y0 > y1:
+            continue
+        area2 = (p[1, 0] - p[0, 0]) * (p[2, 1] - p[0, 1]) - (p[2, 0] - p[0, 0]) * (p[1, 1] - p[0, 1])
+        if area2 == 0:
+            continue
+        orient = 1.0 if area2 > 0 else -1.0
+        ys, xs = np.mgrid[int(y0):int(y1) + 1, int(x0):int(x1) + 1].astype(np.float64)
+        inside = np.ones(xs.shape, bool)
+        weights = []
+        for a, b in ((1, 2), (2, 0), (0, 1)):     # edge opposite vertex 0, 1, 2
+            lo, d, s, tie = _edge(p[a, :2], p[b, :2], orient)
+            w = s * (d[0] * (ys - lo[1]) - d[1] * (xs - lo[0]))
+            inside &= (w > 0) | ((w == 0) & tie)
+            weights.append(w)
+        b = np.stack(weights, -1) * (1.0 / abs(area2))
+        z = (b[..., 0] * p[0, 2] + b[..., 1] * p[1, 2] + b[..., 2] * p[2, 2]).astype(np.float32)
+        yi, xi = ys.astype(int), xs.astype(int)
+        win = inside & (z > depth[yi, xi])
+        depth[yi[win], xi[win]] = z[win]
+        ids[yi[win], xi[win]] = t
+        bary[yi[win], xi[win]] = b[win].astype(np.float32)
+    return ids, bary, depth
+
+
+def _random_mesh(rng, n_vertices, n_triangles, lo, hi):
+    v = rng.uniform(lo, hi, (n_vertices, 3)).astype(np.float32)
+    v[:, 2] = rng.uniform(-50, 50, n_vertices)
+    return v, rng.integers(0, n_vertices, (n_triangles, 3)).astype(np.int32)
+
+
+def _grid_mesh(nx, ny, step, origin, rng):
+    """A grid whose vertices (and so shared edges) lie on pixel centres, random diagonals."""
+    xs, ys = np.meshgrid(np.arange(nx + 1) * step + origin[0], np.arange(ny + 1) * step + origin[1])
+    v = np.stack([xs.ravel(), ys.ravel(), rng.uniform(0, 1, xs.size)], -1).astype(np.float32)
+    tris = []
+    for j in range(ny):
+        for i in range(nx):
+            a, b = j * (nx + 1) + i, j * (nx + 1) + i + 1
+            c, d = a + nx + 1, b + nx + 1
+            tris += [[a, b, d], [a, d, c]] if rng.random() < 0.5 else [[a, b, c], [b, d, c]]
+    return v, np.array(tris, np.int32)
+
+
+def _corpus():
+    rng = np.random.default_rng(1234)
+    cases = {}
+    cases["random_small"] = _random_mesh(rng, 60, 80, -5, 45)
+    cases["random_tiny_triangles"] = (lambda v, t: (v, t))(*_random_mesh(rng, 400, 300, 0, 40))
+    centres = rng.uniform(0, 40, (200, 1, 3))
+    v = (centres + rng.normal(0, 1.5, (200, 3, 3))).reshape(-1, 3).astype(np.float32)
+    cases["sliver_and_small"] = (v, np.arange(600, dtype=np.int32).reshape(-1, 3))
+    cases["grid_integer_edges"] = _grid_mesh(8, 6, 5, (2, 3), rng)
+    gv, gt = _grid_mesh(10, 10, 3, (-7, -4), rng)
+    gv[:, 2] = 0.0                                   # flat: ties resolved by list order
+    cases["grid_flat_offscreen"] = (gv, gt)
+    cases["degenerate"] = (np.array([[1, 1, 0], [10, 10, 0], [20, 20, 0], [5, 5, 1], [5, 5, 1],
+                                     [30, 2, 1], [3, 30, 2]], np.float32),
+                           np.array([[0, 1, 2], [3, 4, 5], [0, 0, 6], [0, 5, 6]], np.int32))
+    nan_v = np.array([[0, 0, 0], [30, 0, 0], [0, 30, 0], [np.nan, 5, 0], [40, 40, np.inf]], np.float32)
+    cases["nan_inf"] = (nan_v, np.array([[0, 3, 2], [0, 1, 4], [2, 1, 0]], np.int32))
+    cases["offscreen"] = (np.array([[-100, -100, 0], [-50, -100, 0], [-100, -50, 0], [100, 100, 0],
+                                    [200, 100, 0], [-30, 20, 3], [70, 10, 3], [20, 90, 3]], np.float32),
+                          np.array([[0, 1, 2], [3, 4, 2], [5, 6, 7]], np.int32))
+    cases["huge"] = (np.array([[-1e9, -1e9, 0], [3e9, -1e9, 1], [-1e9, 3e9, 2], [1e7, 20, 5],
+                               [20, 1e7, 5], [-1e7, -1e7, 5]], np.float32),
+                     np.array([[0, 1, 2], [3, 4, 5]], np.int32))
+    cases["single_pixels"] = (np.array([[5, 5, 0], [5.4, 5, 0], [5, 5.4, 0], [7.9, 7.9, 1],
+                                        [8.1, 7.9, 1], [8, 8.1, 1], [0, 0, 2], [0.2, 0, 2], [0, 0.2, 2]],
+                                       np.float32),
+                              np.array([[0, 1, 2], [3, 4, 5], [6, 7, 8]], np.int32))
+    return cases
+
+
+CORPUS = _corpus()
+
+
+@pytest.mark.parametrize("name", sorted(CORPUS))
+@pytest.mark.parametrize("size", [(37, 41), (1, 1)])
+def test_matches_reference(name, size):
+    vertices, triangles = CORPUS[name]
+    h, w = size
+    ids, bary, depth = reference_rasterize(vertices, triangles, h, w)
+    got = rasterize(vertices, triangles, h, w)
+    np.testing.assert_array_equal(got.triangle_id, ids)
+    np.testing.assert_allclose(got.barycentric, bary, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got.depth, depth, atol=1e-5, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["random_small", "grid_integer_edges", "huge"])
+def test_attributes_match_reference(name):
+    vertices, triangles = CORPUS[name]
+    attributes = np.random.default_rng(0).normal(0, 10, (len(vertices), 4)).astype(np.float32)
+    ids, bary, _ = reference_rasterize(vertices, triangles, 37, 41)
+    expected = np.einsum("hwk,hwkc->hwc", bary.astype(np.float64),
+                         attributes[triangles[np.maximum(ids, 0)]].astype(np.float64))
+    expected[ids < 0] = -7.0
+    got = render_attributes(vertices, triangles, attributes, 37, 41, background=-7.0)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-5)
+    raster = rasterize(vertices, triangles, 37, 41)
+    np.testing.assert_array_equal(interpolate(attributes, raster, triangles)[ids >= 0], got[ids >= 0])
+
+
+def test_corpus_is_not_trivial():
+    # guard: the corpus must actually exercise draws, ties and background
+    ids, _, _ = reference_rasterize(*CORPUS["grid_flat_offscreen"], 37, 41)
+    assert (ids >= 0).sum() > 200 and (ids < 0).sum() > 50
+    ids, _, _ = reference_rasterize(*CORPUS["huge"], 37, 41)
+    assert (ids == 0).sum() + (ids == 1).sum() == 37 * 41

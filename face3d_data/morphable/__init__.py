@@ -1,0 +1,14 @@
+"""3D Morphable Models: :class:`MorphableModel`, loaders, the embedded model, 300W-LP pose algebra.
+
+- :mod:`face3d_data.morphable.model`    the ``MorphableModel`` class and ``REGIONS`` codes
+- :mod:`face3d_data.morphable.pose`     ``Pose_Para`` algebra, angle conventions, :func:`project`
+"""
+
+from face3d_data.morphable.model import CONVENTIONS, REGIONS, MorphableModel
+from face3d_data.morphable.pose import (angles_to_matrix, check_pose_para, convert_angles,
+                                        matrix_to_angles, orthonormalize, pose_para_to_srt, project,
+                                        srt_to_pose_para)
+
+__all__ = ["MorphableModel", "REGIONS", "CONVENTIONS", "angles_to_matrix", "matrix_to_angles",
+           "convert_angles", "orthonormalize", "check_pose_para", "pose_para_to_srt",
+           "srt_to_pose_para", "project"]

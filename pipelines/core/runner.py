@@ -1,0 +1,206 @@
+"""Run one stage over its items: the programmatic API behind ``python -m pipelines.run``.
+
+``run_stage`` lists the items, keeps this shard's share, skips items already complete (resume),
+processes the rest in parallel, records every result in the journal, then writes the manifest,
+``failures.csv``, ``preview.png`` and prints a summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+
+import numpy as np
+
+from face3d_data.errors import ConfigError
+from face3d_data.io import write_image
+from face3d_data.viz import contact_sheet
+from pipelines.core.config import build_config, config_hash
+from pipelines.core.executor import run_tasks, stage_resources
+from pipelines.core.journal import Journal, is_complete
+from pipelines.core.manifest import run_metadata, write_failures, write_manifest
+from pipelines.core.seeding import in_shard, item_seed
+from pipelines.core.stage import Context, Stage
+
+STATE_DIR = ".face3d"
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """Runner options shared by every stage (see ``python -m pipelines.run STAGE --help``)."""
+
+    out: str
+    jobs: int = 0                      # 0 = all cores
+    backend: str = "loky"
+    scheduler: str | None = None
+    shard: tuple[int, int] = (0, 1)
+    limit: int | None = None
+    overwrite: bool = False
+    seed: int = 0
+    quiet: bool = False
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """What a run did. ``exit_code``: 0 all good, 3 some items failed."""
+
+    stage: str
+    out_dir: str
+    total: int
+    processed: int
+    skipped: int
+    failed: int
+    seconds: float
+    manifest: str | None
+    failures: str | None
+    preview: str | None
+    records: list[dict]
+
+    @property
+    def exit_code(self) -> int:
+        return 3 if self.failed else 0
+
+
+def _suffix(shard: tuple[int, int]) -> str:
+    return "" if shard[1] == 1 else f".shard-{shard[0]}-of-{shard[1]}"
+
+
+def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
+              config_file: str | None = None, sets: list[str] | None = None,
+              explicit: dict | None = None) -> RunSummary:
+    """Run ``stage`` with the given options.
+
+    Args:
+        stage: a Stage subclass or instance (its module must be importable by worker processes).
+        options: runner options.
+        cfg: a complete configuration; when omitted it is built from ``configs/<stage>.yaml``,
+            ``config_file``, ``sets`` and ``explicit`` (see :func:`pipelines.core.config.build_config`).
+
+    Raises:
+        ConfigError: bad options (the CLI turns it into exit status 2).
+    """
+    stage = stage() if isinstance(stage, type) else stage
+    if cfg is None:
+        cfg = build_config(stage.name, config_file, sets, explicit)
+    stage.check_config(cfg)
+    if not options.out:
+        raise ConfigError(f"{stage.name}: --out is required")
+    out_dir = os.path.abspath(options.out)
+    jobs = options.jobs if options.jobs and options.jobs > 0 else (os.cpu_count() or 1)
+    fingerprint = config_hash(cfg, options.seed)
+    runner_options = {"jobs": jobs, "backend": options.backend, "shard": list(options.shard),
+                      "limit": options.limit, "seed": options.seed}
+    base_ctx = Context(stage=stage.name, out_dir=out_dir, seed=options.seed,
+                       rng=np.random.default_rng(options.seed), options=runner_options,
+                       _resources=lambda: stage_resources(stage, cfg, fingerprint))
+    started = time.perf_counter()
+    items = sorted(stage.list_items(cfg, base_ctx), key=lambda it: it.key)
+    keys = [it.key for it in items]
+    if len(set(keys)) != len(keys):
+        dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
+        raise ConfigError(f"{stage.name}: duplicate item keys {dupes}")
+    if options.limit is not None:
+        items = items[:max(0, options.limit)]
+    index, count = options.shard
+    items = [it for it in items if in_shard(it.key, index, count)]
+
+    os.makedirs(out_dir, exist_ok=True)
+    suffix = _suffix(options.shard)
+    journal = Journal(os.path.join(out_dir, STATE_DIR, f"{stage.name}{suffix}.journal.jsonl"))
+    previous = {} if options.overwrite else journal.load()
+    done = {it.key: previous[it.key] for it in items
+            if is_complete(previous.get(it.key), fingerprint, out_dir)}
+    pending = [it for it in items if it.key not in done]
+    stage_class = f"{type(stage).__module__}:{type(stage).__qualname__}"
+    tasks = [{"stage_class": stage_class, "cfg": cfg, "fingerprint": fingerprint,
+              "out_dir": out_dir, "key": it.key, "inputs": dict(it.inputs),
+              "seed": item_seed(options.seed, stage.name, it.key), "options": runner_options}
+             for it in pending]
+
+    records = dict(done)
+    failures: list[dict] = []
+    journal.open(truncate=options.overwrite)
+    bar = _progress(stage.name, len(tasks), options.quiet)
+    try:
+        for record in run_tasks(tasks, options.backend, jobs, options.scheduler):
+            if record["status"] == "ok":
+                journal.append(record)
+                records[record["key"]] = record
+            else:
+                failures.append(record)
+            if bar is not None:
+                bar.update(1)
+                if failures:
+                    bar.set_postfix(failed=len(failures))
+    finally:
+        journal.close()
+        if bar is not None:
+            bar.close()
+
+    ok_records = [records[k] for k in sorted(records)]
+    stage.finish(cfg, base_ctx, ok_records)
+    metadata = run_metadata(stage.name, cfg, runner_options, fingerprint)
+    manifest = write_manifest(out_dir, f"manifest{suffix}", ok_records + failures, metadata) \
+        if (ok_records or failures) else None
+    failures_path = os.path.join(out_dir, f"failures{suffix}.csv")
+    write_failures(failures_path, stage.name, failures)
+    preview = _write_preview(stage, cfg, base_ctx, ok_records, suffix)
+    summary = RunSummary(stage=stage.name, out_dir=out_dir, total=len(items),
+                         processed=len(tasks) - len(failures), skipped=len(done),
+                         failed=len(failures), seconds=time.perf_counter() - started,
+                         manifest=manifest, failures=failures_path if failures else None,
+                         preview=preview, records=ok_records + failures)
+    if not options.quiet:
+        print_summary(summary, jobs, options.backend)
+    return summary
+
+
+def _progress(name: str, total: int, quiet: bool):
+    if quiet or total == 0 or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit="item", dynamic_ncols=True)
+
+
+def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict], suffix: str) -> str | None:
+    """Contact sheet of a few random successful outputs (seeded, so reruns pick the same ones)."""
+    if type(stage).preview is Stage.preview or not records:
+        return None
+    rng = np.random.default_rng(ctx.seed)
+    chosen = sorted(rng.choice(len(records), size=min(stage.preview_count, len(records)),
+                               replace=False))
+    tiles, labels = [], []
+    for i in chosen:
+        try:
+            tile = stage.preview(records[i], cfg, ctx)
+        except Exception as exc:  # a preview must never fail the run
+            print(f"warning: preview of {records[i]['key']} failed: {exc}", file=sys.stderr)
+            continue
+        if tile is not None:
+            tiles.append(tile)
+            labels.append(records[i]["key"].split("/")[-1])
+    if not tiles:
+        return None
+    path = os.path.join(ctx.out_dir, f"preview{suffix}.png")
+    write_image(path, contact_sheet(tiles, ncols=4, labels=labels))
+    return path
+
+
+def print_summary(summary: RunSummary, jobs: int, backend: str) -> None:
+    """Counts, throughput and where everything is."""
+    s = summary
+    rate = s.processed / s.seconds if s.seconds > 0 else 0.0
+    lines = [f"{s.stage}: {s.total} item(s) — {s.processed} written, {s.skipped} already done, "
+             f"{s.failed} failed",
+             f"  throughput {rate:.1f} items/s ({s.seconds:.1f} s, {jobs} job(s), {backend})",
+             f"  output:   {s.out_dir}"]
+    if s.manifest:
+        lines.append(f"  manifest: {s.manifest} (+ .csv)")
+    if s.preview:
+        lines.append(f"  preview:  {s.preview}")
+    if s.failures:
+        lines.append(f"  failures: {s.failures}")
+    print("\n".join(lines), flush=True)

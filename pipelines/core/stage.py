@@ -1,0 +1,105 @@
+"""The Stage interface: what a stage module implements, and what the runner hands it.
+
+A stage turns a list of *items* (one image, one sample, one mesh...) into files. It implements
+``list_items`` and ``process``; the runner does everything else (parallelism, seeding, resuming,
+failures, manifests, progress, the contact sheet).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One unit of work.
+
+    Attributes:
+        key: unique, stable identifier (e.g. the input's relative path without extension, with
+            ``/`` separators). Seeds, sharding and resuming are derived from it.
+        inputs: the files this item reads, ``{role: path}``; recorded in the manifest.
+    """
+
+    key: str
+    inputs: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class Context:
+    """What the runner gives a stage.
+
+    Attributes:
+        stage: the stage name.
+        out_dir: the output folder (absolute).
+        seed: the item's seed (in ``process``) or the global seed (in ``list_items``/``finish``).
+        rng: ``numpy.random.Generator`` seeded with ``seed``.
+        key: the item key (``process`` only).
+        options: runner options (``jobs``, ``backend``, ``shard``...), read-only.
+    """
+
+    stage: str
+    out_dir: str
+    seed: int
+    rng: np.random.Generator
+    key: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+    _resources: Callable[[], Any] | None = None
+
+    @property
+    def resources(self) -> Any:
+        """What the stage's ``setup(cfg)`` returned (computed once per process)."""
+        return None if self._resources is None else self._resources()
+
+    def path(self, *parts: str) -> str:
+        """An absolute path under ``out_dir``."""
+        return os.path.join(self.out_dir, *parts)
+
+    def relative(self, path: str) -> str:
+        """``path`` relative to ``out_dir`` (forward slashes), as ``process`` reports outputs."""
+        return os.path.relpath(os.path.abspath(path), self.out_dir).replace(os.sep, "/")
+
+
+class Stage:
+    """Base class of a stage. Subclasses set ``name`` and ``summary`` and implement the hooks.
+
+    Hooks (``cfg`` is the effective configuration, a plain dict):
+
+    - ``list_items(cfg, ctx) -> list[Item]`` (required): every item of the job, in any order.
+    - ``setup(cfg)`` (optional): load what every item needs (a model...); cached once per worker
+      process and available as ``ctx.resources``.
+    - ``process(item, cfg, ctx) -> dict`` (required): do one item; write its files under
+      ``ctx.out_dir`` with :mod:`face3d_data.io`; return ``{"outputs": [relative paths], ...}``
+      plus any scalar columns for the manifest. Raise on a bad item (preferably
+      :class:`face3d_data.errors.InputError` naming the file).
+    - ``finish(cfg, ctx, records)`` (optional): after all items — datalists, reports. ``records``
+      are the manifest rows of the successful items (dicts with ``key``, ``inputs``, ``outputs``...).
+    - ``preview(record, cfg, ctx) -> RGB uint8 | None`` (optional): one tile of ``preview.png``.
+    - ``check_config(cfg)`` (optional): raise :class:`face3d_data.errors.ConfigError` early.
+    """
+
+    name: str = ""
+    summary: str = ""
+    #: number of tiles in preview.png
+    preview_count: int = 16
+
+    def check_config(self, cfg: dict) -> None:
+        pass
+
+    def setup(self, cfg: dict) -> Any:
+        return None
+
+    def list_items(self, cfg: dict, ctx: Context) -> list[Item]:
+        raise NotImplementedError
+
+    def process(self, item: Item, cfg: dict, ctx: Context) -> dict:
+        raise NotImplementedError
+
+    def finish(self, cfg: dict, ctx: Context, records: list[dict]) -> None:
+        pass
+
+    def preview(self, record: dict, cfg: dict, ctx: Context):
+        return None

@@ -1,0 +1,1 @@
+"""One module per stage; each is declared in :mod:`pipelines.registry`."""

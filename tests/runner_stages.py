@@ -1,0 +1,50 @@
+"""Small real stages used by the runner tests (importable by worker processes via sys.path)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from face3d_data.io import is_image_file, read_image, read_mat, save_npy, write_image
+from pipelines.core import Item, Stage
+
+LABELS = {"Pose_Para": (7,), "Shape_Para": (None,), "Exp_Para": (None,)}
+
+
+class PairStage(Stage):
+    """Reads ``<name>.jpg`` + ``<name>.mat`` pairs; writes a noisy flipped image and an array."""
+
+    name = "pairs"
+    summary = "test stage"
+
+    def list_items(self, cfg, ctx):
+        root = cfg["data_root"]
+        items = []
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if is_image_file(f):
+                    stem = os.path.splitext(f)[0]
+                    key = os.path.relpath(os.path.join(dirpath, stem), root).replace(os.sep, "/")
+                    items.append(Item(key, {"image": os.path.join(dirpath, f),
+                                            "mat": os.path.join(dirpath, stem + ".mat")}))
+        return items
+
+    def process(self, item, cfg, ctx):
+        image = read_image(item.inputs["image"])
+        labels = read_mat(item.inputs["mat"], required=LABELS)
+        time.sleep(cfg.get("sleep", 0.0))
+        noise = ctx.rng.integers(0, 8, size=image.shape, dtype=np.uint8)
+        out_img = ctx.path(item.key + "_out.png")
+        out_npy = ctx.path(item.key + "_pose.npy")
+        write_image(out_img, np.ascontiguousarray(image[:, ::-1]) // 2 + noise)
+        save_npy(out_npy, np.squeeze(labels["Pose_Para"]) + ctx.rng.normal(size=7))
+        return {"outputs": [ctx.relative(out_img), ctx.relative(out_npy)], "height": image.shape[0]}
+
+    def finish(self, cfg, ctx, records):
+        with open(ctx.path("finished.txt"), "w") as f:
+            f.write("\n".join(r["key"] for r in records))
+
+    def preview(self, record, cfg, ctx):
+        return read_image(ctx.path(record["outputs"][0]))

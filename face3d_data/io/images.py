@@ -69,8 +69,6 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if path.lower().endswith((".jpg", ".jpeg")) and not _jpeg_is_complete(data):
         raise InputError(path, "JPEG file is truncated (no end-of-image marker)")
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    if array is None:
-        array = _read_with_skimage(path)
     if array is None or array.size == 0:
         raise InputError(path, "not a readable image (corrupt file or unsupported format)")
     return _to_rgb8(array, path)
@@ -82,23 +80,6 @@ def _jpeg_is_complete(data: np.ndarray) -> bool:
         return True  # not a JPEG stream at all: let the decoder judge it
     tail = data[-64:].tobytes()
     return b"\xff\xd9" in tail
-
-
-def _read_with_skimage(path: str):
-    """Fallback decoder for formats OpenCV does not read (e.g. CMYK PNG/TIFF variants)."""
-    try:
-        from skimage import io as skio
-
-        array = skio.imread(path)
-    except Exception:
-        return None
-    if array.ndim == 3 and array.shape[2] == 4 and path.lower().endswith((".jpg", ".jpeg")):
-        array = array[:, :, :3]  # CMYK JPEG decoded as 4 channels
-    if array.ndim == 3 and array.shape[2] == 3:
-        array = array[:, :, ::-1]  # to OpenCV's BGR order for _to_rgb8
-    elif array.ndim == 3 and array.shape[2] == 4:
-        array = array[:, :, [2, 1, 0, 3]]
-    return np.ascontiguousarray(array)
 
 
 def encode_image(rgb: np.ndarray, extension: str, quality: int = 95) -> bytes:

@@ -125,7 +125,9 @@ def _read_obj(path: str) -> Mesh:
             raise InputError(path, "some vertices have colours and some do not")
         mesh.colors = np.asarray(colors, np.float32)
     if uvs and len(tri_uv) == len(tris):
-        uv = np.zeros((len(vertices), 2), np.float32)
+        # One UV per vertex: start from the vt list when it is per-vertex, then follow the faces.
+        uv = np.asarray(uvs, np.float32) if len(uvs) == len(verts) else np.zeros((len(verts), 2), np.float32)
+        uv = uv.copy()
         uv[triangles.ravel()] = np.asarray(uvs, np.float32)[np.asarray(tri_uv).ravel()]
         mesh.uv = uv
     return mesh

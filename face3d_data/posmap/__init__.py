@@ -1,0 +1,23 @@
+"""PRNet training data: UV assets at any resolution, landmark crops, UV position maps, splits.
+
+- :mod:`face3d_data.posmap.uv_assets`    face/weight masks, ``uv_kpt_ind``, ``face_ind``, the
+  masked-grid triangulation, and the UV raster position maps are rendered with
+- :mod:`face3d_data.posmap.crop`         the square crop from 68 landmarks (seeded jitter)
+- :mod:`face3d_data.posmap.position_map` render / decode / store position maps
+- :mod:`face3d_data.posmap.sample`       one crop + position map from a projected face
+- :mod:`face3d_data.posmap.splits`       identity-based train/val/test splits
+"""
+
+from face3d_data.posmap.crop import CropBox, crop_image, crop_matrix, landmark_crop_box
+from face3d_data.posmap.position_map import (crop_vertices, decode_landmarks, float16_error_bound,
+                                             preview_image, render_position_map, storage_array)
+from face3d_data.posmap.sample import PosmapSample, make_posmap_sample
+from face3d_data.posmap.splits import identity_of, split_of
+from face3d_data.posmap.uv_assets import (DEFAULT_WEIGHT_LEVELS, UVAssets, build_uv_assets,
+                                          triangulate_mask, uv_to_texels)
+
+__all__ = ["CropBox", "crop_image", "crop_matrix", "landmark_crop_box", "crop_vertices",
+           "decode_landmarks", "float16_error_bound", "preview_image", "render_position_map",
+           "storage_array", "PosmapSample", "make_posmap_sample", "identity_of", "split_of",
+           "DEFAULT_WEIGHT_LEVELS", "UVAssets", "build_uv_assets", "triangulate_mask",
+           "uv_to_texels"]

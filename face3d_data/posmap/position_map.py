@@ -1,0 +1,118 @@
+"""UV position maps: render, decode, store.
+
+A position map is ``(R, R, 3) float32``: texel (row v, column u) holds the (x, y, z) of the face
+surface point with that UV, in **crop pixels** (canonical frame of the R×R crop: 0-based, y down),
+with z scaled like x and y and shifted so that its minimum over the face vertices
+(:attr:`UVAssets.face_vertices`) is 0; larger z = closer to the camera. Texels no triangle covers
+are 0.
+
+Storage: float32 is the truth. ``float16`` is available on request; it rounds each value to 11
+significant bits, i.e. an error of at most ``|value|·2⁻¹¹`` (≤ 0.125 px for values below 512,
+≤ 0.0625 px below 256) — see :func:`float16_error_bound`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from face3d_data.posmap.uv_assets import UVAssets
+from face3d_data.render import interpolate
+
+STORAGE_DTYPES = ("float32", "float16")
+
+
+def crop_vertices(vertices: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Map projected vertices (N, 3) canonical image frame into the crop: (N, 3) float32.
+
+    x, y go through the affine ``matrix`` (2, 3); z is multiplied by its scale ``sqrt(|det|)``.
+    """
+    v = np.asarray(vertices, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (N, 3), got {v.shape}")
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (2, 3):
+        raise ValueError(f"matrix must have shape (2, 3), got {m.shape}")
+    out = np.empty(v.shape, np.float32)
+    out[:, :2] = v[:, :2] @ m[:, :2].T + m[:, 2]
+    out[:, 2] = v[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
+    return out
+
+
+def render_position_map(vertices: np.ndarray, assets: UVAssets) -> np.ndarray:
+    """Render a position map from vertices already in the crop frame.
+
+    Args:
+        vertices: (N, 3) crop-frame positions (see :func:`crop_vertices`), N = the model's.
+        assets: the model's :class:`UVAssets` at the wanted resolution.
+
+    Returns:
+        (R, R, 3) float32, z shifted so that ``min(z[assets.face_vertices]) == 0``.
+    """
+    v = np.array(vertices, dtype=np.float32, copy=True)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must have shape (N, 3), got {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("vertices contain NaN/inf")
+    v[:, 2] -= v[assets.face_vertices, 2].min()
+    return interpolate(v, assets.raster, assets.triangles)
+
+
+def decode_landmarks(posmap: np.ndarray, kpt: np.ndarray) -> np.ndarray:
+    """Read keypoints from a position map.
+
+    Args:
+        posmap: (R, R, 3) (or (B, R, R, 3)) position map(s).
+        kpt: (2, K) texel coordinates, row 0 = column u, row 1 = row v. An **integer** array
+            (PRNet's ``uv_kpt_ind``) reads the nearest texel, ``pos[kpt[1], kpt[0]]``; a
+            **float** array (:attr:`UVAssets.kpt_uv`, the exact texel coordinates of the
+            landmark vertices) is read bilinearly, which removes the up-to-half-texel rounding
+            of the integer indices (see ``docs/prnet.md``).
+
+    Returns:
+        (K, 3) (or (B, K, 3)) float32 positions in the crop frame.
+    """
+    pos = np.asarray(posmap)
+    ind = np.asarray(kpt)
+    if pos.ndim not in (3, 4) or pos.shape[-1] != 3:
+        raise ValueError(f"posmap must have shape (R, R, 3) or (B, R, R, 3), got {pos.shape}")
+    if ind.ndim != 2 or ind.shape[0] != 2 or ind.dtype.kind not in "iuf":
+        raise ValueError(f"kpt must be a numeric (2, K) array, got {ind.dtype} {ind.shape}")
+    rows, cols = pos.shape[-3], pos.shape[-2]
+    if not np.all(np.isfinite(ind)) or ind[0].min() < 0 or ind[1].min() < 0 \
+            or ind[0].max() > cols - 1 or ind[1].max() > rows - 1:
+        raise ValueError(f"kpt has texels outside the {rows}×{cols} map")
+    if ind.dtype.kind in "iu":
+        return pos[..., ind[1].astype(np.int64), ind[0].astype(np.int64), :].astype(np.float32)
+    u, v = ind[0].astype(np.float64), ind[1].astype(np.float64)
+    u0 = np.clip(np.floor(u).astype(np.int64), 0, cols - 2)
+    v0 = np.clip(np.floor(v).astype(np.int64), 0, rows - 2)
+    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
+    p = pos.astype(np.float64, copy=False)
+    out = (p[..., v0, u0, :] * ((1 - fu) * (1 - fv)) + p[..., v0, u0 + 1, :] * (fu * (1 - fv))
+           + p[..., v0 + 1, u0, :] * ((1 - fu) * fv) + p[..., v0 + 1, u0 + 1, :] * (fu * fv))
+    return out.astype(np.float32)
+
+
+def float16_error_bound(posmap: np.ndarray) -> float:
+    """Largest rounding error (crop pixels) that storing ``posmap`` as float16 can introduce."""
+    peak = float(np.abs(np.asarray(posmap, np.float64)).max(initial=0.0))
+    return peak * 2.0 ** -11
+
+
+def storage_array(posmap: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """The array to save: float32 (default, exact) or float16 (see :func:`float16_error_bound`)."""
+    if dtype not in STORAGE_DTYPES:
+        raise ValueError(f"dtype must be one of {STORAGE_DTYPES}, got {dtype!r}")
+    return np.asarray(posmap, dtype=np.float32 if dtype == "float32" else np.float16)
+
+
+def preview_image(posmap: np.ndarray, max_value: float | None = None) -> np.ndarray:
+    """A picture of a position map for people: (R, R, 3) uint8, x/y/z mapped to R/G/B.
+
+    Args:
+        max_value: the value shown as 255; default ``1.1·R`` (PRNet's ``MaxPos`` scale), so the
+            colours are comparable across samples.
+    """
+    pos = np.asarray(posmap, dtype=np.float32)
+    scale = 1.1 * pos.shape[0] if max_value is None else float(max_value)
+    return np.clip(pos * (255.0 / scale), 0, 255).astype(np.uint8)

@@ -1,0 +1,203 @@
+"""UV position maps: crops, rendering, decoding, storage, splits (synthetic and rotated data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from face3d_data.augment import in_plane_rotation, rotate_label_fields
+from face3d_data.morphable import MorphableModel, project
+from face3d_data.morphable.testing import random_model
+from face3d_data.posmap import (build_uv_assets, crop_image, crop_matrix, decode_landmarks,
+                                float16_error_bound, identity_of, landmark_crop_box,
+                                make_posmap_sample, preview_image, render_position_map,
+                                split_of, storage_array)
+
+RES = 128
+
+
+def smooth_model(n_vertices=3000, n_shape=8, n_exp=4, seed=0):
+    """A face-like smooth model: the random fixture's sheet with low-frequency bases.
+
+    The random fixture's bases are white noise per vertex (a rough surface, not a face); position
+    maps sample a piecewise-linear surface, so faces are modelled smooth here. Landmarks are 68
+    interior vertices of the face region.
+    """
+    base = random_model(n_vertices, 1, 1, seed=seed)
+    rng = np.random.default_rng(seed)
+    x, y = base.mean[:, 0] / 1.5e5, base.mean[:, 1] / 1.8e5
+    terms = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y, x ** 3, y ** 3], 1)
+
+    def basis(k, amplitude):
+        coef = rng.normal(size=(terms.shape[1], 3, k))
+        return np.einsum("nt,tck->nck", terms, coef) * amplitude
+
+    interior = np.flatnonzero((np.abs(x) < 0.3) & (np.abs(y) < 0.3))
+    return MorphableModel(base.mean, basis(n_shape, 1.0), np.full(n_shape, 5e3),
+                          basis(n_exp, 3e3), np.ones(n_exp), triangles=base.triangles,
+                          landmarks=rng.choice(interior, 68, replace=False), uv=base.uv,
+                          regions=base.regions, name="smooth")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return smooth_model()
+
+
+@pytest.fixture(scope="module")
+def assets(model):
+    return build_uv_assets(model, RES)
+
+
+def _random_face(model, rng, hw=(450, 450), yaw_max=1.2):
+    shape = rng.normal(size=model.n_shape) * model.shape_std
+    exp = rng.normal(size=model.n_exp) * model.exp_std
+    pose = np.array([[rng.uniform(-0.3, 0.3), rng.uniform(-yaw_max, yaw_max),
+                      rng.uniform(-0.4, 0.4), rng.uniform(0.4, 0.6) * hw[1],
+                      rng.uniform(0.4, 0.6) * hw[0], 0.0, rng.uniform(1.0e-3, 1.4e-3)]],
+                    dtype=np.float32)
+    return model.vertices(shape, exp), pose
+
+
+def _expected_crop_landmarks(points, box, res):
+    """Independent crop map: box top-left -> 0, bottom-right -> res-1."""
+    k = (res - 1) / box.size
+    return (points[:, :2] - (box.center - box.size / 2)) * k
+
+
+def test_decoded_landmarks_match_projection(model, assets):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (450, 450, 3), dtype=np.uint8)
+    worst_exact, worst_nearest = 0.0, 0.0
+    for _ in range(8):
+        vertices, pose = _random_face(model, rng)
+        projected = project(vertices, pose, (450, 450))
+        sample = make_posmap_sample(image, projected, model.landmarks, assets, rng=rng)
+        expected = _expected_crop_landmarks(projected[model.landmarks], sample.box, RES)
+        exact = decode_landmarks(sample.posmap, assets.kpt_uv)
+        nearest = decode_landmarks(sample.posmap, assets.kpt_ind)
+        worst_exact = max(worst_exact, float(np.linalg.norm(exact[:, :2] - expected, axis=1).max()))
+        worst_nearest = max(worst_nearest,
+                            float(np.linalg.norm(nearest[:, :2] - expected, axis=1).max()))
+        np.testing.assert_allclose(sample.landmarks[:, :2], expected, atol=1e-3)
+    assert worst_exact < 0.5, worst_exact
+    # the integer PRNet indices are off by up to half a texel diagonal
+    assert worst_nearest < 1.0, worst_nearest
+
+
+def test_decoded_landmarks_match_after_rotation(model, assets):
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (450, 450, 3), dtype=np.uint8)
+    vertices, pose = _random_face(model, rng, yaw_max=0.6)
+    labels = {"Pose_Para": pose}
+    for theta in (15, -30, 45, -60):
+        rot = in_plane_rotation(theta, (450, 450))
+        new_pose = rotate_label_fields(labels, rot)["Pose_Para"]
+        projected = project(vertices, new_pose, rot.out_hw)
+        # the rotated labels project where the rotated original projection lands
+        np.testing.assert_allclose(
+            projected[model.landmarks, :2],
+            rot.apply(project(vertices, pose, (450, 450))[model.landmarks, :2]), atol=1e-3)
+        sample = make_posmap_sample(image, projected, model.landmarks, assets, rng=None)
+        expected = _expected_crop_landmarks(projected[model.landmarks], sample.box, RES)
+        exact = decode_landmarks(sample.posmap, assets.kpt_uv)
+        assert np.linalg.norm(exact[:, :2] - expected, axis=1).max() < 0.5
+
+
+def test_no_holes_inside_face_mask(model, assets):
+    rng = np.random.default_rng(2)
+    vertices, pose = _random_face(model, rng)
+    projected = project(vertices, pose, (450, 450))
+    sample = make_posmap_sample(np.zeros((450, 450, 3), np.uint8), projected, model.landmarks,
+                                assets)
+    mask = assets.face_mask
+    assert mask.sum() > 0.2 * mask.size
+    # the mask itself is hole-free (a crack in the UV raster would show up here)
+    assert np.array_equal(ndimage.binary_fill_holes(mask), mask)
+    pos = sample.posmap[mask]
+    assert np.all(np.isfinite(pos))
+    assert not np.any(np.all(pos == 0, axis=1))
+    assert np.all(sample.posmap[~(assets.raster.triangle_id >= 0)] == 0)
+
+
+def test_depth_is_shifted_and_larger_is_closer(model, assets):
+    rng = np.random.default_rng(3)
+    vertices, pose = _random_face(model, rng)
+    pose[0, :3] = 0.0  # frontal: the sheet bulges towards the camera in its middle
+    projected = project(model.mean, pose, (450, 450))
+    sample = make_posmap_sample(np.zeros((450, 450, 3), np.uint8), projected, model.landmarks,
+                                assets)
+    z = sample.posmap[..., 2]
+    # every face texel interpolates face vertices, whose minimum depth is 0
+    assert -1e-4 <= float(z[assets.face_mask].min()) < 2.0
+    centre = z[RES // 2, RES // 2]
+    ring = np.concatenate([z[assets.face_mask][:50]])
+    assert centre > ring.max()
+    # independent: the texel at the sheet centre holds the centre vertex's scaled depth
+    k = (RES - 1) / sample.box.size
+    face_z = projected[assets.face_vertices, 2]
+    centre_vertex = np.argmin(np.abs(model.uv - 0.5).sum(axis=1))
+    assert abs(centre - k * (projected[centre_vertex, 2] - face_z.min())) < 0.5
+
+
+def test_crop_box_and_jitter():
+    pts = np.array([[100.0, 200.0], [300.0, 260.0], [180.0, 120.0]])
+    box = landmark_crop_box(pts)
+    np.testing.assert_allclose(box.center, [200.0, 190.0])
+    assert box.size == pytest.approx(1.5 * (200 + 140) / 2) and box.jitter == (0.0, 0.0, 1.0)
+    a = landmark_crop_box(pts, rng=np.random.default_rng(7))
+    b = landmark_crop_box(pts, rng=np.random.default_rng(7))
+    assert np.array_equal(a.center, b.center) and a.size == b.size and a.jitter == b.jitter
+    dx, dy, s = a.jitter
+    assert abs(dx) <= 0.1 and abs(dy) <= 0.1 and 0.9 <= s <= 1.1
+    np.testing.assert_allclose(a.center, [200 + dx * 170, 190 + dy * 170])
+    assert a.size == pytest.approx(1.5 * 170 * s)
+    m = crop_matrix(box, 256)
+    corners = np.array([box.center - box.size / 2, box.center + box.size / 2])
+    np.testing.assert_allclose(corners @ m[:, :2].T + m[:, 2], [[0, 0], [255, 255]], atol=1e-9)
+    # the pixel at the box centre lands on the crop centre
+    image = np.zeros((400, 400, 3), np.uint8)
+    image[189:192, 199:202] = 255
+    crop = crop_image(image, m, 256)[..., 0].astype(np.float64)
+    ys, xs = np.mgrid[:256, :256]
+    centroid = np.array([(xs * crop).sum(), (ys * crop).sum()]) / crop.sum()
+    np.testing.assert_allclose(centroid, [127.5, 127.5], atol=0.05)
+
+
+def test_float16_storage_error_is_bounded(model, assets):
+    rng = np.random.default_rng(4)
+    vertices, pose = _random_face(model, rng)
+    sample = make_posmap_sample(np.zeros((450, 450, 3), np.uint8),
+                                project(vertices, pose, (450, 450)), model.landmarks, assets)
+    half = storage_array(sample.posmap, "float16")
+    assert half.dtype == np.float16 and storage_array(sample.posmap).dtype == np.float32
+    err = np.abs(half.astype(np.float32) - sample.posmap).max()
+    assert 0 < err <= float16_error_bound(sample.posmap) <= 0.125
+    with pytest.raises(ValueError, match="dtype"):
+        storage_array(sample.posmap, "uint8")
+    assert preview_image(sample.posmap).dtype == np.uint8
+
+
+def test_bad_input(model, assets):
+    with pytest.raises(ValueError, match="vertices"):
+        render_position_map(np.full((model.n_vertices, 3), np.nan), assets)
+    with pytest.raises(ValueError, match="kpt"):
+        decode_landmarks(np.zeros((8, 8, 3)), np.array([[9], [0]]))
+    with pytest.raises(ValueError, match="points"):
+        landmark_crop_box(np.full((68, 2), np.nan))
+
+
+def test_identity_and_splits():
+    assert identity_of("AFW/AFW_134212_1_0") == "AFW_134212_1"
+    assert identity_of("AFW_Flip/AFW_134212_1_3") == "AFW_134212_1"
+    assert identity_of("IBUG/IBUG_image_003_1_0_angle_-30") == "IBUG_image_003_1"
+    assert identity_of("misc/photo") == "photo"
+    fractions = {"train": 0.8, "val": 0.1, "test": 0.1}
+    splits = [split_of(f"id{i}", fractions) for i in range(4000)]
+    assert splits == [split_of(f"id{i}", fractions) for i in range(4000)]
+    share = splits.count("train") / len(splits)
+    assert 0.77 < share < 0.83 and splits.count("val") > 300
+    assert split_of("x", {"train": 1.0, "test": 0.0}) == "train"
+    with pytest.raises(ValueError, match="fractions"):
+        split_of("x", {"train": -1})

@@ -8,7 +8,7 @@ for each ``<name>.<jpg|jpeg|png>`` (any case) it writes
   (``deep3d_compat``: ``mask/<name>``, the image's own file name and format, which is what
   Deep3DFaceRecon's trainer derives the image path from);
 - ``detections/<stem>.txt``: the 5 points, 0-based y down, when they were detected (a file already
-  there is an input: its 5 points replace the face detector);
+  there that no earlier run wrote is an input: its 5 points replace the face detector);
 - ``vis/<stem>.jpg`` for about one image in ``vis_every`` (the stage has no runner ``preview.png``:
   it would land among the input images).
 
@@ -86,6 +86,26 @@ def write_datalists(data_root: str, mode: str, rows: list[tuple[str, str, str]])
     return paths
 
 
+def detections_written_before(folder: str) -> set[str]:
+    """``detections/...`` files that an earlier run of this stage wrote (from its manifest).
+
+    They are outputs, not inputs: a rerun with ``--overwrite`` detects again instead of reading
+    them, so that its results are identical to the first run's.
+    """
+    path = os.path.join(folder, "manifest.parquet")
+    if not os.path.isfile(path):
+        return set()
+    from pipelines.core import read_manifest
+
+    try:
+        frame, meta = read_manifest(path)
+    except Exception:  # an unreadable manifest only costs the distinction
+        return set()
+    if meta.get("stage", "data_preparation") != "data_preparation" or "outputs" not in frame:
+        return set()
+    return {o for outputs in frame["outputs"] for o in outputs if o.startswith("detections/")}
+
+
 def _is_vis_sample(name: str, every: int) -> bool:
     return every > 0 and zlib.crc32(name.encode("utf-8")) % every == 0
 
@@ -121,11 +141,13 @@ class DataPreparation(Stage):
 
     def list_items(self, cfg, ctx):
         folder = ctx.out_dir
+        ours = detections_written_before(folder)
         items = []
         for name in list_images(folder):
             inputs = {"image": os.path.join(folder, name)}
-            det = os.path.join(folder, output_names(name, False)["detections"])
-            if cfg["use_detections"] and os.path.isfile(det):
+            det_name = output_names(name, False)["detections"]
+            det = os.path.join(folder, det_name)
+            if cfg["use_detections"] and det_name not in ours and os.path.isfile(det):
                 inputs["detections"] = det
             items.append(Item(key=name, inputs=inputs))
         return items

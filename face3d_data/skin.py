@@ -22,9 +22,11 @@ Input is RGB (the reference reads BGR with OpenCV and flips it; the arithmetic i
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-__all__ = ["SKIN_PRIOR", "skin_probability", "skin_mask", "rgb_to_ycbcr"]
+__all__ = ["SKIN_PRIOR", "skin_probability", "skin_mask", "rgb_to_ycbcr", "reference_skin_probability"]
 
 SKIN_PRIOR = 0.8
 
@@ -214,3 +216,39 @@ def skin_mask(image_rgb: np.ndarray) -> np.ndarray:
     """
     p = skin_probability(image_rgb)
     return np.round(p * np.float32(255.0)).astype(np.uint8)
+
+
+def reference_skin_probability(image_rgb: np.ndarray) -> np.ndarray:
+    """The model evaluated one pixel at a time, straight from its definition (slow).
+
+    The independent reference for tests and benchmarks: per pixel, the YCbCr colour, the eight
+    Gaussian densities with ``math.exp`` and the posterior, as Deep3DFaceRecon computes them.
+
+    Args:
+        image_rgb: (H, W, 3) RGB in 0-255 (keep it small: ~10 µs per pixel).
+    Returns:
+        (H, W) float64; NaN where every density underflows (as in the reference implementation).
+    """
+    image = _check_image(image_rgb)
+
+    def mixture(c, weights, means, cov_det, cov_inv):
+        total = 0.0
+        for k in range(len(weights)):
+            d = c - means[k]
+            norm = (2 * math.pi) ** 1.5 * math.sqrt(cov_det[k])
+            total += weights[k] * math.exp(-0.5 * float(d @ cov_inv[k] @ d)) / norm
+        return total
+
+    h, w = image.shape[:2]
+    out = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            r, g, b = (float(v) for v in image[y, x])
+            c = np.array([16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255,
+                          128 + (-37.797 * r - 74.203 * g + 112 * b) / 255,
+                          128 + (112 * r - 93.786 * g - 18.214 * b) / 255])
+            ls = SKIN_PRIOR * mixture(c, _SKIN_WEIGHTS, _SKIN_MEANS, _SKIN_COV_DET, _SKIN_COV_INV)
+            ln = (1 - SKIN_PRIOR) * mixture(c, _NONSKIN_WEIGHTS, _NONSKIN_MEANS, _NONSKIN_COV_DET,
+                                            _NONSKIN_COV_INV)
+            out[y, x] = ls / (ls + ln) if ls + ln > 0 else float("nan")
+    return out

@@ -1,7 +1,5 @@
 """Skin mask: the vectorised model against a per-pixel reference, and on a real photo."""
 
-import math
-
 import numpy as np
 import pytest
 from skimage import data
@@ -9,43 +7,12 @@ from skimage import data
 from face3d_data import skin
 
 
-def _reference_probability(image_rgb):
-    """The published model evaluated one pixel at a time, straight from its definition."""
-
-    def mixture(c, weights, means, cov_det, cov_inv):
-        total = 0.0
-        for k in range(4):
-            d = c - means[k]
-            norm = (2 * math.pi) ** 1.5 * math.sqrt(cov_det[k])
-            total += weights[k] * math.exp(-0.5 * float(d @ cov_inv[k] @ d)) / norm
-        return total
-
-    h, w = image_rgb.shape[:2]
-    out = np.zeros((h, w))
-    for y in range(h):
-        for x in range(w):
-            r, g, b = (float(v) for v in image_rgb[y, x])
-            c = np.array(
-                [
-                    16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255,
-                    128 + (-37.797 * r - 74.203 * g + 112 * b) / 255,
-                    128 + (112 * r - 93.786 * g - 18.214 * b) / 255,
-                ]
-            )
-            ls = 0.8 * mixture(c, skin._SKIN_WEIGHTS, skin._SKIN_MEANS, skin._SKIN_COV_DET, skin._SKIN_COV_INV)
-            ln = 0.2 * mixture(
-                c, skin._NONSKIN_WEIGHTS, skin._NONSKIN_MEANS, skin._NONSKIN_COV_DET, skin._NONSKIN_COV_INV
-            )
-            out[y, x] = ls / (ls + ln)
-    return out
-
-
 def test_matches_per_pixel_reference_on_random_and_photo_pixels():
     rng = np.random.default_rng(0)
     random_pixels = rng.integers(0, 256, size=(12, 20, 3), dtype=np.uint8)
     photo = data.astronaut()[100:112, 190:210]  # face skin
     for image in (random_pixels, photo):
-        expected = _reference_probability(image)
+        expected = skin.reference_skin_probability(image)
         got = skin.skin_probability(image)
         assert got.shape == image.shape[:2] and got.dtype == np.float32
         np.testing.assert_allclose(got, expected, atol=2e-5)

@@ -9,8 +9,8 @@ Semantics (see docs/rendering.md):
 - canonical image frame: pixel (x, y) is ``image[y, x]`` and is sampled at the integer point (x, y);
 - each triangle is set up once in float64: bounding box clipped in float64 before any integer
   conversion, one reciprocal of the doubled area, three edge functions;
-- every edge function is evaluated from the edge's lexicographically smaller endpoint, so two
-  triangles sharing an edge compute bit-identical (negated) values on it; a pixel exactly on an
+- the edge function of edge (a, b) at pixel p is cross(a - p, b - p), which swapping a and b
+  negates exactly, so two triangles sharing an edge agree bit for bit on it; a pixel exactly on an
   edge belongs to the triangle whose interior lies to the edge's right (x larger), or below it
   when the edge is horizontal (the top-left rule): shared edges are drawn exactly once;
 - zero-area triangles and triangles with a non-finite coordinate draw nothing;
@@ -41,25 +41,15 @@ cdef extern from *:
 HAVE_OPENMP = bool(FACE3D_HAVE_OPENMP)
 
 
-cdef struct Edge:
-    double lx, ly      # the lexicographically smaller endpoint
-    double dx, dy      # hi - lo
-    double s           # +1 / -1: sign that makes the edge function positive inside
-    int tie_inside     # a pixel with edge function exactly 0 belongs to this triangle
+cdef inline int _tie_inside(double ax, double ay, double bx, double by) noexcept nogil:
+    """Top-left rule for edge a->b of a triangle with positive doubled area.
 
-
-cdef inline void _edge_setup(double ax, double ay, double bx, double by, double orient,
-                             Edge* e) noexcept nogil:
-    """Edge a->b of a triangle whose doubled signed area has sign ``orient``."""
-    cdef double nx, ny
-    if ax < bx or (ax == bx and ay < by):
-        e.lx = ax; e.ly = ay; e.dx = bx - ax; e.dy = by - ay; e.s = orient
-    else:
-        e.lx = bx; e.ly = by; e.dx = ax - bx; e.dy = ay - by; e.s = -orient
-    # inward normal of the edge (gradient of the positive-inside edge function)
-    nx = -e.s * e.dy
-    ny = e.s * e.dx
-    e.tie_inside = 1 if (nx > 0 or (nx == 0 and ny > 0)) else 0
+    The edge function cross(a - p, b - p) grows towards the interior along (ay - by, bx - ax);
+    a pixel exactly on the edge belongs to this triangle when that inward normal points right,
+    or straight down for a horizontal edge. Exact: differences of float32 values in float64.
+    """
+    cdef double nx = ay - by
+    return (nx > 0) | ((nx == 0) & (bx - ax > 0))
 
 
 cdef inline double _min3(double a, double b, double c) noexcept nogil:
@@ -86,14 +76,18 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
     vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid;
     triangle_id: (H, W) int32 (-1 background); barycentric: (H, W, 3) float32; depth: (H, W)
     float32 (-inf background).
+
+    Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
+    negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
+    pixel centre lies; ties (exactly 0) go by the top-left rule.
     """
     cdef Py_ssize_t t, p
-    cdef int i0, i1, i2, px0, px1, py0, py1, x, y
-    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2
-    cdef double bx0, bx1, by0, by1, area2, orient, inv_area, fy, fx
-    cdef double r0, r1, r2, w0, w1, w2, b0, b1, b2
+    cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
+    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp
+    cdef double bx0, bx1, by0, by1, area2, inv_area
+    cdef double dy0, dy1, dy2, dx0, dx1, dx2, w0, w1, w2, b0, b1, b2, fx
+    cdef int tie0, tie1, tie2
     cdef float zf
-    cdef Edge e0, e1, e2
     cdef double wmax = width - 1
     cdef double hmax = height - 1
 
@@ -120,36 +114,37 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
             continue
 
         z0 = vertices[3 * i0 + 2]; z1 = vertices[3 * i1 + 2]; z2 = vertices[3 * i2 + 2]
-        if not (_finite(x0) and _finite(y0) and _finite(z0) and _finite(x1) and _finite(y1)
-                and _finite(z1) and _finite(x2) and _finite(y2) and _finite(z2)):
+        # one test for NaN/inf in any of the nine values (a sum of float32 values cannot overflow)
+        if not _finite(x0 + y0 + z0 + x1 + y1 + z1 + x2 + y2 + z2):
             continue
 
         area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
         if area2 == 0.0:
             continue
-        orient = 1.0 if area2 > 0 else -1.0
-        inv_area = 1.0 / fabs(area2)
-
-        _edge_setup(x1, y1, x2, y2, orient, &e0)   # opposite vertex 0
-        _edge_setup(x2, y2, x0, y0, orient, &e1)   # opposite vertex 1
-        _edge_setup(x0, y0, x1, y1, orient, &e2)   # opposite vertex 2
+        k1 = 1; k2 = 2
+        if area2 < 0:   # make the winding positive: swap vertices 1 and 2 (and their outputs)
+            tmp = x1; x1 = x2; x2 = tmp
+            tmp = y1; y1 = y2; y2 = tmp
+            tmp = z1; z1 = z2; z2 = tmp
+            k1 = 2; k2 = 1
+            area2 = -area2
+        inv_area = 1.0 / area2
+        tie0 = _tie_inside(x1, y1, x2, y2)   # edge opposite vertex 0
+        tie1 = _tie_inside(x2, y2, x0, y0)
+        tie2 = _tie_inside(x0, y0, x1, y1)
 
         px0 = <int>bx0; px1 = <int>bx1; py0 = <int>by0; py1 = <int>by1
         for y in range(py0, py1 + 1):
-            fy = y
-            r0 = e0.dx * (fy - e0.ly)
-            r1 = e1.dx * (fy - e1.ly)
-            r2 = e2.dx * (fy - e2.ly)
+            dy0 = y0 - y; dy1 = y1 - y; dy2 = y2 - y
             for x in range(px0, px1 + 1):
                 fx = x
-                w0 = e0.s * (r0 - e0.dy * (fx - e0.lx))
-                if w0 < 0 or (w0 == 0 and not e0.tie_inside):
-                    continue
-                w1 = e1.s * (r1 - e1.dy * (fx - e1.lx))
-                if w1 < 0 or (w1 == 0 and not e1.tie_inside):
-                    continue
-                w2 = e2.s * (r2 - e2.dy * (fx - e2.lx))
-                if w2 < 0 or (w2 == 0 and not e2.tie_inside):
+                dx0 = x0 - fx; dx1 = x1 - fx; dx2 = x2 - fx
+                w0 = dx1 * dy2 - dy1 * dx2
+                w1 = dx2 * dy0 - dy2 * dx0
+                w2 = dx0 * dy1 - dy0 * dx1
+                if not (((w0 > 0) | ((w0 == 0) & tie0))
+                        & ((w1 > 0) | ((w1 == 0) & tie1))
+                        & ((w2 > 0) | ((w2 == 0) & tie2))):
                     continue
                 b0 = w0 * inv_area
                 b1 = w1 * inv_area
@@ -160,8 +155,8 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
                     depth[p] = zf
                     triangle_id[p] = <int>t
                     barycentric[3 * p] = <float>b0
-                    barycentric[3 * p + 1] = <float>b1
-                    barycentric[3 * p + 2] = <float>b2
+                    barycentric[3 * p + k1] = <float>b1
+                    barycentric[3 * p + k2] = <float>b2
 
 
 cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,

@@ -1,8 +1,10 @@
 """The Cython z-buffer against a straightforward numpy reference of the same semantics.
 
-The reference rasterises one triangle at a time over its clipped bounding box with whole-array
-numpy operations. It evaluates the edge functions with the same float64 formula (from the edge's
-lexicographically smaller endpoint), so triangle ids must be identical, and values agree to 1e-5.
+The reference expands every triangle into the pixel centres of its clipped bounding box with
+whole-array numpy operations, tests them with the same float64 edge functions (cross(a - p, b - p)
+on positively wound triangles, top-left rule on ties) and resolves the z-buffer by
+sorting: per pixel the largest float32 depth wins, ties going to the earliest triangle.
+Triangle ids must be identical and values agree to 1e-5. ``benchmarks/render.py`` times it too.
 """
 
 import numpy as np
@@ -11,49 +13,64 @@ import pytest
 from face3d_data.render import interpolate, rasterize, render_attributes
 
 
-def _edge(a, b, orient):
-    """(lo, d, s, tie_inside) of edge a->b; see docs/rendering.md."""
-    if a[0] < b[0] or (a[0] == b[0] and a[1] < b[1]):
-        lo, d, s = a, b - a, orient
-    else:
-        lo, d, s = b, a - b, -orient
-    nx, ny = -s * d[1], s * d[0]
-    return lo, d, s, (nx > 0) or (nx == 0 and ny > 0)
+def _tie_inside(a, b):
+    """Top-left rule for edge a->b (arrays (M, 2)) of positively wound triangles: the inward
+    normal (ay - by, bx - ax) points right, or straight down for a horizontal edge."""
+    nx = a[:, 1] - b[:, 1]
+    return (nx > 0) | ((nx == 0) & (b[:, 0] - a[:, 0] > 0))
+
+
+def _candidates(p, height, width):
+    """Pixel centres in each triangle's clipped bbox: (triangle index, x, y) arrays."""
+    x0 = np.maximum(np.ceil(p[:, :, 0].min(1)), 0)
+    x1 = np.minimum(np.floor(p[:, :, 0].max(1)), width - 1)
+    y0 = np.maximum(np.ceil(p[:, :, 1].min(1)), 0)
+    y1 = np.minimum(np.floor(p[:, :, 1].max(1)), height - 1)
+    nx = np.where(x1 >= x0, x1 - x0 + 1, 0).astype(np.int64)
+    ny = np.where(y1 >= y0, y1 - y0 + 1, 0).astype(np.int64)
+    count = nx * ny
+    tri = np.repeat(np.arange(len(p)), count)
+    local = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+    return tri, x0[tri] + local % nx[tri], y0[tri] + local // nx[tri]
 
 
 def reference_rasterize(vertices, triangles, height, width):
     """Numpy z-buffer: (ids (H,W) int32, bary (H,W,3) float32, depth (H,W) float32)."""
     v = np.asarray(vertices, np.float32).astype(np.float64)
+    triangles = np.asarray(triangles, np.int64).reshape(-1, 3)
     ids = np.full((height, width), -1, np.int32)
     bary = np.zeros((height, width, 3), np.float32)
     depth = np.full((height, width), -np.inf, np.float32)
-    for t, tri in enumerate(np.asarray(triangles)):
-        p = v[tri]
-        if not np.all(np.isfinite(p)):
-            continue
-        x0, x1 = max(np.ceil(p[:, 0].min()), 0.0), min(np.floor(p[:, 0].max()), width - 1.0)
-        y0, y1 = max(np.ceil(p[:, 1].min()), 0.0), min(np.floor(p[:, 1].max()), height - 1.0)
-        if x0 > x1 or y0 > y1:
-            continue
-        area2 = (p[1, 0] - p[0, 0]) * (p[2, 1] - p[0, 1]) - (p[2, 0] - p[0, 0]) * (p[1, 1] - p[0, 1])
-        if area2 == 0:
-            continue
-        orient = 1.0 if area2 > 0 else -1.0
-        ys, xs = np.mgrid[int(y0):int(y1) + 1, int(x0):int(x1) + 1].astype(np.float64)
-        inside = np.ones(xs.shape, bool)
-        weights = []
-        for a, b in ((1, 2), (2, 0), (0, 1)):     # edge opposite vertex 0, 1, 2
-            lo, d, s, tie = _edge(p[a, :2], p[b, :2], orient)
-            w = s * (d[0] * (ys - lo[1]) - d[1] * (xs - lo[0]))
-            inside &= (w > 0) | ((w == 0) & tie)
-            weights.append(w)
-        b = np.stack(weights, -1) * (1.0 / abs(area2))
-        z = (b[..., 0] * p[0, 2] + b[..., 1] * p[1, 2] + b[..., 2] * p[2, 2]).astype(np.float32)
-        yi, xi = ys.astype(int), xs.astype(int)
-        win = inside & (z > depth[yi, xi])
-        depth[yi[win], xi[win]] = z[win]
-        ids[yi[win], xi[win]] = t
-        bary[yi[win], xi[win]] = b[win].astype(np.float32)
+    p = v[triangles]                                                      # (M, 3 vertices, xyz)
+    area2 = ((p[:, 1, 0] - p[:, 0, 0]) * (p[:, 2, 1] - p[:, 0, 1])
+             - (p[:, 2, 0] - p[:, 0, 0]) * (p[:, 1, 1] - p[:, 0, 1]))
+    keep = np.nonzero(np.isfinite(p).all((1, 2)) & (area2 != 0))[0]
+    p, area2 = p[keep], area2[keep]
+    negative = area2 < 0                                   # wind every triangle positively
+    p[negative] = p[negative][:, [0, 2, 1]]
+    tri, xs, ys = _candidates(p, height, width)
+    if tri.size == 0:
+        return ids, bary, depth
+    inside = np.ones(tri.shape, bool)
+    weights = []
+    for a, b in ((1, 2), (2, 0), (0, 1)):                  # edge opposite vertex 0, 1, 2
+        ax, ay = p[tri, a, 0] - xs, p[tri, a, 1] - ys      # edge function cross(a - p, b - p)
+        bx, by = p[tri, b, 0] - xs, p[tri, b, 1] - ys
+        w = ax * by - ay * bx
+        inside &= (w > 0) | ((w == 0) & _tie_inside(p[:, a], p[:, b])[tri])
+        weights.append(w)
+    b = np.stack(weights, -1) * (1.0 / np.abs(area2))[tri, None]
+    z = (b[:, 0] * p[tri, 0, 2] + b[:, 1] * p[tri, 1, 2] + b[:, 2] * p[tri, 2, 2]).astype(np.float32)
+    b[negative[tri]] = b[negative[tri]][:, [0, 2, 1]]      # back to the input vertex order
+    tri, xs, ys, b, z = tri[inside], xs[inside].astype(int), ys[inside].astype(int), b[inside], z[inside]
+    if tri.size == 0:
+        return ids, bary, depth
+    pixel = ys * width + xs
+    order = np.lexsort((tri, -z.astype(np.float64), pixel))              # pixel, then nearest, then first
+    first = order[np.r_[True, pixel[order][1:] != pixel[order][:-1]]]
+    ids.flat[pixel[first]] = keep[tri[first]]
+    depth.flat[pixel[first]] = z[first]
+    bary.reshape(-1, 3)[pixel[first]] = b[first].astype(np.float32)
     return ids, bary, depth
 
 
@@ -84,6 +101,10 @@ def _corpus():
     centres = rng.uniform(0, 40, (200, 1, 3))
     v = (centres + rng.normal(0, 1.5, (200, 3, 3))).reshape(-1, 3).astype(np.float32)
     cases["sliver_and_small"] = (v, np.arange(600, dtype=np.int32).reshape(-1, 3))
+    qv, qt = _random_mesh(rng, 300, 1500, -3, 43)
+    qv = (np.round(qv * 2) / 2).astype(np.float32)         # half-pixel lattice: many exact edge hits
+    qv[:, 2] = np.round(qv[:, 2] / 25)                     # few depth levels: many z ties
+    cases["random_lattice_ties"] = (qv, qt)
     cases["grid_integer_edges"] = _grid_mesh(8, 6, 5, (2, 3), rng)
     gv, gt = _grid_mesh(10, 10, 3, (-7, -4), rng)
     gv[:, 2] = 0.0                                   # flat: ties resolved by list order

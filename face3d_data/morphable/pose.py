@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from face3d_data.coords import canonical_to_matlab, matlab_to_canonical
+
 CONVENTIONS = ("300wlp", "face3d", "deep3d")
 
 
@@ -203,20 +205,12 @@ def project(vertices, pose_para, image_hw) -> np.ndarray:
         float64 (N, 3) or (B, N, 3): x, y canonical (0-based, y down, pixel centres at integers),
         z = f·(R·S)_z + tz (larger = closer to the camera).
     """
-    h = _image_height(image_hw)
-    out = transform(vertices, pose_para)
-    out[..., 0] -= 1.0           # 1-based -> 0-based (face3d_data.coords.matlab_to_canonical)
-    out[..., 1] = h - out[..., 1]  # y up, 1-based -> y down, 0-based
-    return out
+    return matlab_to_canonical(transform(vertices, pose_para), _image_height(image_hw))
 
 
 def unproject_xy(points, image_hw) -> np.ndarray:
     """Canonical (..., 2|3) points back to the 300W-LP Matlab frame (1-based, y up); z untouched."""
-    h = _image_height(image_hw)
-    out = np.array(points, dtype=np.float64, copy=True)
-    out[..., 0] += 1.0
-    out[..., 1] = h - out[..., 1]
-    return out
+    return canonical_to_matlab(np.asarray(points, dtype=np.float64), _image_height(image_hw))
 
 
 def _image_height(image_hw) -> float:

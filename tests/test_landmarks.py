@@ -6,7 +6,8 @@ from skimage import data
 
 from face3d_data.errors import ConfigError
 from face3d_data.landmarks import (NoFaceError, align_img, box_from_points5, detect_faces,
-                                   detect_landmarks68, five_from_68, landmarks5, landmarks68)
+                                   detect_landmarks68, five_from_68, landmarks5, landmarks68,
+                                   standard_landmarks_3d5)
 from tests.test_align import FACE_TEMPLATE
 
 
@@ -71,9 +72,11 @@ def test_box_from_points5_matches_hog(astronaut, astronaut_landmarks):
     assert np.abs(lm_from_points - lm).mean() < 2.0
 
 
-def test_aligned_crop_centres_the_face(astronaut, astronaut_landmarks):
+@pytest.mark.parametrize("template", ["hand-made", "builtin model"])
+def test_aligned_crop_centres_the_face(astronaut, astronaut_landmarks, template):
     _, lm = astronaut_landmarks
-    crop, tr = align_img(astronaut, five_from_68(lm), FACE_TEMPLATE)
+    template_3d5 = FACE_TEMPLATE if template == "hand-made" else standard_landmarks_3d5()
+    crop, tr = align_img(astronaut, five_from_68(lm), template_3d5)
     assert crop.shape == (224, 224, 3)
     lm224 = tr.apply(lm)
     centre = lm224.mean(axis=0)

@@ -143,7 +143,7 @@ def test_posmap_stage_datalists_and_validation(dataset, tmp_path):
 def test_validation_flags_a_broken_posmap(dataset, tmp_path):
     out = tmp_path / "posmap"
     _run("posmap", out, data_root=dataset["root"], model=dataset["model_path"], resolution=64,
-         jitter=False, posmap_png=False)
+         jitter=False, posmap_png_every=0)
     broken = load_npy(str(out / "HELEN/HELEN_7_2_0.npy"))
     broken[..., 1] += 1.0  # the classic one-pixel frame error
     broken[20:30, 20:30] = 0.0

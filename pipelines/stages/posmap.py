@@ -4,7 +4,7 @@ Per sample ``<subset>/<name>`` (one item each), under ``--out``:
 
 - ``<subset>/<name>.jpg``         the R×R crop (R = ``resolution``)
 - ``<subset>/<name>.npy``         the (R, R, 3) position map, crop pixels, float32 (``dtype``)
-- ``<subset>/<name>_posmap.png``  a picture of it (``posmap_png``)
+- ``<subset>/<name>_posmap.png``  a picture of it, for one sample in ``posmap_png_every``
 
 The manifest records each crop (centre, side, drawn jitter). ``finish`` writes
 ``datalist/posmap_<split>.txt`` (lines ``image label``, paths relative to ``--out``; splits by face
@@ -15,6 +15,7 @@ resolution, as written by the ``uv_assets`` stage). See docs/prnet.md and datali
 from __future__ import annotations
 
 import os
+import zlib
 from collections import defaultdict
 
 import numpy as np
@@ -55,6 +56,11 @@ def model_vertices(model, fields: dict, path: str) -> np.ndarray:
     return model.vertices(shape, exp if exp.size else None)
 
 
+def png_wanted(key: str, every: int) -> bool:
+    """Whether the sample ``key`` gets a ``_posmap.png`` picture (about one in ``every``)."""
+    return every > 0 and zlib.crc32(key.encode("utf-8")) % every == 0
+
+
 def output_names(key: str) -> dict:
     """Relative output paths of one sample."""
     return {"crop": key + ".jpg", "posmap": key + ".npy", "png": key + "_posmap.png"}
@@ -88,7 +94,7 @@ class PosmapStage(Stage):
     def list_items(self, cfg, ctx):
         from face3d_data.morphable.dataset import find_samples
 
-        return [Item(key=s.key, inputs={"image": s.image_path, "mat": s.mat_path})
+        return [Item(key=s.key, inputs={"image": str(s.image_path), "mat": str(s.mat_path)})
                 for s in find_samples(cfg["data_root"])]
 
     def process(self, item, cfg, ctx):
@@ -109,7 +115,7 @@ class PosmapStage(Stage):
         write_image(ctx.path(names["crop"]), sample.crop, quality=int(cfg["jpeg_quality"]))
         save_npy(ctx.path(names["posmap"]), storage_array(sample.posmap, cfg["dtype"]))
         outputs = [names["crop"], names["posmap"]]
-        if cfg["posmap_png"]:
+        if png_wanted(item.key, int(cfg["posmap_png_every"])):
             write_image(ctx.path(names["png"]), preview_image(sample.posmap))
             outputs.append(names["png"])
         dx, dy, size_factor = sample.box.jitter

@@ -95,9 +95,9 @@ class Rotate300WLP(Stage):
 
         items = []
         for s in find_samples(cfg["data_root"]):
-            inputs = {"image": s.image_path, "mat": s.mat_path}
+            inputs = {"image": str(s.image_path), "mat": str(s.mat_path)}
             if s.pts_path:
-                inputs["pts"] = s.pts_path
+                inputs["pts"] = str(s.pts_path)
             items.append(Item(key=s.key, inputs=inputs))
         return items
 

@@ -20,12 +20,13 @@ Geometry (millimetres while building; the model is stored in BFM-like micrometre
 - Basis columns are unit vectors and the stds are the norms of the 1σ fields ("raw" convention,
   like the BFM's principal components with ``shapeEV``).
 
-The result is cached as ``builtin-v<VERSION>.npz`` under ``$FACE3D_DATA_CACHE`` (default
+The result is cached as ``builtin-v<VERSION>-<source hash>.npz`` under ``$FACE3D_DATA_CACHE`` (default
 ``~/.cache/face3d_data``), written atomically.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -72,13 +73,20 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("FACE3D_DATA_CACHE") or Path.home() / ".cache" / "face3d_data")
 
 
+def cache_path() -> Path:
+    """Where :func:`builtin_model` caches the model; the name carries VERSION and a hash of this
+    module's source, so an edited generator never reads a stale cache."""
+    digest = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+    return _cache_dir() / f"builtin-v{VERSION}-{digest}.npz"
+
+
 def builtin_model(cache: bool = True) -> MorphableModel:
     """The embedded model (≈14k vertices, 40 identity + 13 expression + 15 texture modes, raw units).
 
-    Generated on first use (a few seconds) and cached as ``builtin-v<VERSION>.npz`` under
+    Generated on first use (under a second) and cached (see :func:`cache_path`) under
     ``$FACE3D_DATA_CACHE`` or ``~/.cache/face3d_data``; ``cache=False`` always regenerates.
     """
-    path = _cache_dir() / f"builtin-v{VERSION}.npz"
+    path = cache_path()
     if cache and path.is_file():
         try:
             return MorphableModel.load(path)
@@ -209,7 +217,7 @@ def _landmark_targets(grid: _Grid, mean_xy: np.ndarray) -> np.ndarray:
              (ex + 5, ey - lo), (ex - 5, ey - lo)]
     m, h = _MOUTH_Y, _MOUTH_HALF
     mouth = [(-h, m), (-16, m + 5), (-7, m + 8), (0, m + 7), (7, m + 8), (16, m + 5), (h, m),
-             (16, m - 7), (8, m - 11), (0, m - 12), (-8, m - 11), (-16, m - 7),
+             (16, m - 6), (8, m - 9.5), (0, m - 10), (-8, m - 9.5), (-16, m - 6),
              (-h + 4, m), (-8, m + 1.5), (0, m + 1.2), (8, m + 1.5), (h - 4, m),
              (8, m - 1.5), (0, m - 1.8), (-8, m - 1.5)]
     brow_l = [(-x, y) for x, y in brow_r[::-1]]
@@ -259,7 +267,7 @@ def _regions(grid: _Grid, mean: np.ndarray) -> np.ndarray:
     reg[eyes] = REGIONS["eyes"]
     nose = face & (_nose_height(x, y) > 1.5) & (np.abs(x) < 20) & (y < 34)
     reg[nose] = REGIONS["nose"]
-    mouth = face & (((x / 28.0) ** 2 + ((y - _MOUTH_Y) / 11.0) ** 2) < 1)
+    mouth = face & (((x / 28.0) ** 2 + ((y - _MOUTH_Y + 1.0) / 13.0) ** 2) < 1)
     reg[mouth] = REGIONS["mouth"]
     return reg
 
@@ -381,7 +389,7 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
     tex += (8.0 * _smoothstep(y, 40, 90))[:, None] * [1, 1, 1]                   # lighter forehead
     tex += (14.0 * _g_pair(x, y, 40, -5, 14, 12) * f)[:, None] * [1, -0.6, -0.4]  # cheek blush
     tex -= (10.0 * (1 - f))[:, None] * [1, 1, 1]                                 # neck / sides
-    lips_outer = ((x / 26.0) ** 2 + ((y - _MOUTH_Y) / 8.5) ** 2)
+    lips_outer = ((x / 26.0) ** 2 + ((y - _MOUTH_Y) / np.where(y > _MOUTH_Y, 8.5, 10.5)) ** 2)
     lips = _smoothstep(1.15 - lips_outer, 0, 0.3) * f
     tex = tex * (1 - lips[:, None]) + lips[:, None] * [175.0, 95.0, 92.0]
     inner = (np.abs(y - _MOUTH_Y) < 1.4) & (np.abs(x) < _MOUTH_HALF - 4) & (f > 0.5)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from face3d_data.morphable.dataset import labels_to_mat
 from face3d_data.morphable.model import MorphableModel
 from face3d_data.morphable.pose import angles_to_matrix, project
 from face3d_data.render import render_attributes, vertex_normals
@@ -252,23 +253,11 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
 
     landmarks = projected[model.landmarks, :2].copy()
     pts_2d = marched_landmarks(model, projected, pose_para)
-    from face3d_data.coords import canonical_to_pt2d
-    pt2d = canonical_to_pt2d(landmarks).T
-    pt3d = canonical_to_pt2d(projected[model.landmarks]).T
     lo, hi = landmarks.min(0), landmarks.max(0)
     c, half = (lo + hi) / 2, (hi - lo).max() / 2
-    roi = np.round([c[0] - half + 1, c[1] - half + 1, c[0] + half + 1, c[1] + half + 1]).astype(np.int16)
-    labels = {
-        "Pose_Para": pose_para.reshape(1, 7).astype(np.float32),
-        "Shape_Para": sp.reshape(-1, 1),
-        "Exp_Para": ep.reshape(-1, 1),
-        "Tex_Para": tp.reshape(-1, 1),
-        "Color_Para": np.array([[1, 1, 1, 0, 0, 0, 1]], np.float32),
-        "Illum_Para": np.zeros((1, 10), np.float64),
-        "SH_Para": sh.astype(np.float32),
-        "pt2d": pt2d.astype(np.float64),
-        "pt3d_68": pt3d.astype(np.float32),
-        "roi": roi.reshape(1, 4),
-    }
+    roi = [c[0] - half + 1, c[1] - half + 1, c[0] + half + 1, c[1] + half + 1]  # 1-based, like pt2d
+    labels = labels_to_mat(pose_para, sp, ep, tex_para=tp, pt2d=landmarks,
+                           pt3d_68=projected[model.landmarks], roi=roi,
+                           extra={"SH_Para": sh.astype(np.float32)})
     return SynthSample(image=image, labels=labels, landmarks=landmarks, pts_2d=pts_2d,
                        pts_3d=landmarks.copy(), mask=mask)

@@ -1,0 +1,130 @@
+"""Benchmark of the ``rotate_300wlp`` stage on generated 450×450 JPEG samples.
+
+    python benchmarks/rotate.py [--samples 100] [--jobs 2]
+
+1. Generates samples with the 53k-vertex, 199+29-mode random fixture (as benchmarks/posmap.py).
+2. Where time goes, one process, per output (8 angles per input): decode (JPEG + .mat, once per
+   input), rotate (image warp), labels (analytic update), encode (JPEG + .mat bytes), write.
+3. A straightforward reference in the same run: decode the image again for every angle, rotate
+   with ``skimage.transform.rotate``, write with ``cv2.imwrite``/``scipy.io.savemat``; the ratio.
+4. End to end: the real stage through the runner (``--jobs`` loky workers), outputs/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks.posmap import list_pairs, make_dataset  # noqa: E402
+from face3d_data.augment import (angle_suffix, in_plane_rotation, rotate_image,  # noqa: E402
+                                 rotate_label_fields)
+from face3d_data.io import encode_image, encode_mat, read_image, read_mat, write_bytes  # noqa: E402
+from face3d_data.morphable.testing import random_model  # noqa: E402
+
+ANGLES = (15, 30, 45, 60, -15, -30, -45, -60)
+
+
+def phases(pairs, out: str) -> dict:
+    t = dict.fromkeys(("decode", "rotate", "labels", "encode", "write"), 0.0)
+    for i, (jpg, mat) in enumerate(pairs):
+        c0 = time.perf_counter()
+        image, fields = read_image(jpg), read_mat(mat)
+        t["decode"] += time.perf_counter() - c0
+        for theta in ANGLES:
+            c0 = time.perf_counter()
+            rot = in_plane_rotation(theta, image.shape[:2])
+            turned = rotate_image(image, rot)
+            c1 = time.perf_counter()
+            labels = rotate_label_fields(fields, rot)
+            c2 = time.perf_counter()
+            blobs = (encode_image(turned, ".jpg", 95), encode_mat(labels))
+            c3 = time.perf_counter()
+            stem = os.path.join(out, f"{i}{angle_suffix(theta)}")
+            write_bytes(stem + ".jpg", blobs[0])
+            write_bytes(stem + ".mat", blobs[1])
+            c4 = time.perf_counter()
+            t["rotate"] += c1 - c0
+            t["labels"] += c2 - c1
+            t["encode"] += c3 - c2
+            t["write"] += c4 - c3
+    return t
+
+
+def reference(pairs, out: str) -> float:
+    import cv2
+    import scipy.io
+    from skimage.transform import rotate
+
+    start = time.perf_counter()
+    for i, (jpg, mat) in enumerate(pairs):
+        fields = scipy.io.loadmat(mat)
+        for theta in ANGLES:
+            image = cv2.imread(jpg)
+            turned = (rotate(image, theta, order=1, preserve_range=True)).astype(np.uint8)
+            labels = rotate_label_fields({k: v for k, v in fields.items() if not k.startswith("__")},
+                                         in_plane_rotation(theta, image.shape[:2]))
+            cv2.imwrite(os.path.join(out, f"r{i}_{theta}.jpg"), turned)
+            scipy.io.savemat(os.path.join(out, f"r{i}_{theta}.mat"), labels)
+    return time.perf_counter() - start
+
+
+def end_to_end(root: str, out: str, jobs: int):
+    try:
+        from face3d_data.morphable.dataset import find_samples  # noqa: F401
+    except ImportError as exc:
+        print(f"end to end: skipped ({exc})")
+        return None
+    from pipelines.core import RunOptions, build_config, run_stage
+    from pipelines.registry import stage_class
+
+    cfg = build_config("rotate_300wlp", explicit={"data_root": root})
+    start = time.perf_counter()
+    summary = run_stage(stage_class("rotate_300wlp"), RunOptions(out=out, jobs=jobs, quiet=True),
+                        cfg=cfg)
+    return time.perf_counter() - start, summary.processed * len(ANGLES)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--unique", type=int, default=8)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--reference-samples", type=int, default=6)
+    args = parser.parse_args(argv)
+    model = random_model(53215, 199, 29, seed=0, n_tex=10)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = os.path.join(tmp, "300W_LP")
+        make_dataset(root, model, args.samples, args.unique)
+        pairs = list_pairs(root)
+        n = min(len(pairs), 40)
+        os.makedirs(os.path.join(tmp, "phases"))
+        t = phases(pairs[:n], os.path.join(tmp, "phases"))
+        total, outputs = sum(t.values()), n * len(ANGLES)
+        print(f"where time goes (1 process, {n} inputs x {len(ANGLES)} angles): "
+              f"{outputs / total:.1f} outputs/s, {1e3 * total / outputs:.2f} ms/output")
+        for k, v in t.items():
+            print(f"  {k:8s} {1e3 * v / outputs:7.3f} ms  {100 * v / total:5.1f} %")
+        m = min(len(pairs), args.reference_samples)
+        os.makedirs(os.path.join(tmp, "reference"))
+        ref = reference(pairs[:m], os.path.join(tmp, "reference"))
+        ours = sum(phases(pairs[:m], os.path.join(tmp, "phases")).values())
+        print(f"reference (decode per angle, skimage rotate, savemat), {m} inputs: "
+              f"{1e3 * ref / (m * len(ANGLES)):.2f} ms/output; ours "
+              f"{1e3 * ours / (m * len(ANGLES)):.2f} ms/output; speed-up x{ref / ours:.2f}")
+        result = end_to_end(root, os.path.join(tmp, "out"), args.jobs)
+        if result is not None:
+            seconds, produced = result
+            print(f"end to end (rotate_300wlp stage, {args.jobs} workers, loky): {produced} "
+                  f"outputs in {seconds:.2f} s = {produced / seconds:.1f} outputs/s (target >= 300/s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

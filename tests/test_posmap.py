@@ -201,3 +201,19 @@ def test_identity_and_splits():
     assert split_of("x", {"train": 1.0, "test": 0.0}) == "train"
     with pytest.raises(ValueError, match="fractions"):
         split_of("x", {"train": -1})
+
+
+def test_cached_uv_raster_equals_rendering_in_uv_space(model, assets):
+    """The per-worker UV raster + interpolate equals re-rendering with render.maps.render_uv."""
+    from face3d_data.posmap import crop_vertices, uv_to_texels
+    from face3d_data.render.maps import render_uv
+
+    rng = np.random.default_rng(6)
+    vertices, pose = _random_face(model, rng)
+    box = landmark_crop_box(project(vertices, pose, (450, 450))[model.landmarks])
+    in_crop = crop_vertices(project(vertices, pose, (450, 450)), crop_matrix(box, RES))
+    ours = render_position_map(in_crop, assets)
+    shifted = in_crop.copy()
+    shifted[:, 2] -= in_crop[assets.face_vertices, 2].min()
+    reference = render_uv(uv_to_texels(model.uv, RES), model.triangles, shifted, RES, RES)
+    np.testing.assert_allclose(ours, reference, atol=1e-4)

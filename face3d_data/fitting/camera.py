@@ -72,16 +72,13 @@ def camera_jacobian(scale: np.ndarray, rotation: np.ndarray, points3d: np.ndarra
         (B, n, 2, 6) float64 Jacobian, columns (δ, ωx, ωy, ωz, τx, τy).
     """
     n_faces, n = points3d.shape[:2]
-    proj = rotation[:, :2] * scale[:, None, None]                       # (B, 2, 3)
+    proj = rotation[:, :2] * scale[:, None, None]                       # (B, 2, 3) = s·M
     jac = np.zeros((n_faces, n, 2, 6))
-    jac[..., 0] = np.einsum("bpa,bna->bnp", proj, points3d)
-    # d/dω of s·M·R... (X + ω × X) = -s·M·[X]× ω ;  [X]× ω = X × ω
-    cross = np.zeros((n_faces, n, 3, 3))                                # [X]×
-    x, y, z = points3d[..., 0], points3d[..., 1], points3d[..., 2]
-    cross[..., 0, 1], cross[..., 0, 2] = -z, y
-    cross[..., 1, 0], cross[..., 1, 2] = z, -x
-    cross[..., 2, 0], cross[..., 2, 1] = -y, x
-    jac[..., 1:4] = -(proj[:, None] @ cross)
+    for p in range(2):
+        row = proj[:, None, p]                                           # (B, 1, 3)
+        jac[..., p, 0] = (points3d * row).sum(axis=2)
+        # d/dω of m·(X + ω×X) = m·(ω×X) = ω·(X×m)
+        jac[..., p, 1:4] = np.cross(points3d, row)
     jac[..., 0, 4] = 1.0
     jac[..., 1, 5] = 1.0
     return jac

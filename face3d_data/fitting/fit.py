@@ -28,14 +28,14 @@ from face3d_data.fitting.camera import (apply_camera_update, camera_jacobian,
 from face3d_data.fitting.checks import check_image_hw, check_landmarks, check_weights, usable_weights
 from face3d_data.fitting.contour import march
 from face3d_data.fitting.landmark_basis import LandmarkBasis, landmark_basis
-from face3d_data.fitting.ridge import solve_coefficients
+from face3d_data.fitting.ridge import positions, selected_vertices, solve_coefficients
 from face3d_data.morphable.pose import matrix_to_angles
 
-#: Default regularisation (px²): the prior weight equals that of landmarks with ~2 px noise
-#: (λ = σ_px²); see docs/fitting.md.
-DEFAULT_LAMBDA_SHAPE = 4.0
-DEFAULT_LAMBDA_EXP = 4.0
-DEFAULT_ITERATIONS = 6
+#: Default regularisation (px²): λ plays the role of the landmark noise variance (~1 px)
+#: (MAP with λ = σ_px²); see docs/fitting.md.
+DEFAULT_LAMBDA_SHAPE = 1.0
+DEFAULT_LAMBDA_EXP = 1.0
+DEFAULT_ITERATIONS = 5
 
 #: Faces are processed in chunks of this many to bound memory (results do not depend on it).
 CHUNK = 256
@@ -79,40 +79,37 @@ def _check_positive(value, name: str) -> float:
     return v
 
 
-def _selected_vertices(basis: LandmarkBasis, coef: np.ndarray, rotation: np.ndarray) -> np.ndarray:
-    """(B, 68) local vertex index per landmark after marching (fixed vertices without lines)."""
-    n_faces = len(coef)
-    selected = np.broadcast_to(basis.landmarks, (n_faces, 68)).copy()
+def _march_jaw(basis: LandmarkBasis, coef: np.ndarray, rotation: np.ndarray) -> np.ndarray | None:
+    """(B, 17) local vertex of each jaw landmark after marching, or None without contour lines."""
     if basis.candidates is None:
-        return selected
-    cand = basis.candidates                                                  # (17, L)
+        return None
+    n_faces, cand = len(coef), basis.candidates                              # (17, L)
     # Rotated x of every candidate with the current shape: R0·(μ + B·c).
-    row0 = rotation[:, 0]                                                    # (B, 3)
-    flat = basis.basis[cand].reshape(-1, basis.n_coefficients) @ coef.T              # (17·L·3, B)
-    shapes = basis.mean[cand][..., None] + flat.reshape(cand.shape + (3, n_faces))   # (17, L, 3, B)
-    cand_x = np.einsum("ba,clab->bcl", row0, shapes)
+    flat = basis.basis[cand].reshape(-1, basis.n_coefficients) @ coef.T      # (17·L·3, B)
+    shapes = basis.mean[cand][..., None] + flat.reshape(cand.shape + (3, n_faces))
+    cand_x = np.einsum("ba,clab->bcl", rotation[:, 0], shapes)               # (B, 17, L)
     pick = march(cand_x, rotation, basis.side)                               # (B, 17)
-    jaw = np.where(pick >= 0, cand[np.arange(17), np.maximum(pick, 0)], basis.landmarks[:17])
-    selected[:, :17] = jaw
-    return selected
+    fixed = basis.landmarks[basis.n_static:]                                 # jaw, iBUG order 0..16
+    return np.where(pick >= 0, cand[np.arange(17), np.maximum(pick, 0)], fixed)
 
 
 def _fit_chunk(basis, points_m, weights, iterations, lambda_shape, lambda_exp, method):
-    """Fit a chunk: points_m (B, 68, 2) Matlab frame with NaN→0, weights (B, 68) (0 = unused)."""
+    """Fit a chunk in internal landmark order: points_m (B, 68, 2) Matlab frame with NaN→0,
+    weights (B, 68) (0 = unused). Returns coefficients, camera, jaw vertices and projections."""
     n_faces = len(points_m)
     coef = np.zeros((n_faces, basis.n_coefficients))
-    selected = np.broadcast_to(basis.landmarks, (n_faces, 68))
-    x3d = np.broadcast_to(basis.mean[basis.landmarks], (n_faces, 68, 3))
+    jaw = None
+    x3d = positions(basis, jaw, coef)
     for _ in range(iterations):
         scale, rotation, trans = estimate_scaled_orthographic(points_m, x3d, weights)
-        selected = _selected_vertices(basis, coef, rotation)
-        current = basis.mean[selected] + np.einsum("bnak,bk->bna", basis.basis[selected], coef)
-        jac = camera_jacobian(scale, rotation, current)
-        coef, update = solve_coefficients(basis, selected, scale, rotation, trans, points_m, weights,
+        jaw = _march_jaw(basis, coef, rotation)
+        jac = camera_jacobian(scale, rotation, positions(basis, jaw, coef))
+        coef, update = solve_coefficients(basis, jaw, scale, rotation, trans, points_m, weights,
                                           lambda_shape, lambda_exp, nuisance=jac, method=method)
         scale, rotation, trans = apply_camera_update(scale, rotation, trans, update)
-        x3d = basis.mean[selected] + np.einsum("bnak,bk->bna", basis.basis[selected], coef)
+        x3d = positions(basis, jaw, coef)
     projected = scale[:, None, None] * np.einsum("bpa,bna->bnp", rotation[:, :2], x3d) + trans[:, None]
+    selected = selected_vertices(basis, jaw, n_faces)
     return coef, scale, rotation, trans, selected, projected
 
 
@@ -152,9 +149,12 @@ def fit_landmarks(landmarks, model, image_hw, *, iterations: int = DEFAULT_ITERA
 
     points_m = np.nan_to_num(canonical_to_matlab(points, height), nan=0.0)
     n_faces = len(points)
-    parts = [_fit_chunk(basis, points_m[i:i + CHUNK], w[i:i + CHUNK], iterations, lambda_shape,
-                        lambda_exp, method) for i in range(0, n_faces, CHUNK)]
+    order = basis.order
+    parts = [_fit_chunk(basis, points_m[i:i + CHUNK, order], w[i:i + CHUNK, order], iterations,
+                        lambda_shape, lambda_exp, method) for i in range(0, n_faces, CHUNK)]
     coef, scale, rotation, trans, selected, projected = (np.concatenate(p) for p in zip(*parts))
+    back = np.argsort(order)                                                 # internal -> iBUG order
+    selected, projected = selected[:, back], projected[:, back]
 
     pitch, yaw, roll = matrix_to_angles(rotation, "300wlp")
     pose = np.stack([pitch, yaw, roll, trans[:, 0], trans[:, 1], np.zeros(n_faces), scale], axis=1)

@@ -91,7 +91,7 @@ class Fit3DMM(Stage):
             raise ConfigError("iterations: expected an integer >= 1")
 
     def setup(self, cfg):
-        from face3d_data.morphable import load_model
+        from face3d_data.morphable.loaders import load_model
 
         try:
             return load_model(cfg["model"])

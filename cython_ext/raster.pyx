@@ -53,15 +53,19 @@ cdef inline int _tie_inside(double ax, double ay, double bx, double by) noexcept
 
 
 cdef inline double _min3(double a, double b, double c) noexcept nogil:
-    if b < a: a = b
-    if c < a: a = c
-    return a
+    cdef double m = a if a < b else b     # the (a < b) ? a : b form compiles to minsd
+    return m if m < c else c
 
 
 cdef inline double _max3(double a, double b, double c) noexcept nogil:
-    if b > a: a = b
-    if c > a: a = c
-    return a
+    cdef double m = a if a > b else b
+    return m if m > c else c
+
+
+cdef inline int _ceil_nonneg(double v) noexcept nogil:
+    """ceil(v) for 0 <= v < 2**31."""
+    cdef int i = <int>v
+    return i + 1 if i < v else i
 
 
 cdef inline bint _finite(double v) noexcept nogil:
@@ -86,7 +90,6 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
     cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp
     cdef double bx0, bx1, by0, by1, area2, inv_area
     cdef double dy0, dy1, dy2, dx0, dx1, dx2, w0, w1, w2, b0, b1, b2, fx
-    cdef int tie0, tie1, tie2
     cdef float zf
     cdef double wmax = width - 1
     cdef double hmax = height - 1
@@ -99,23 +102,28 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
         x1 = vertices[3 * i1]; y1 = vertices[3 * i1 + 1]
         x2 = vertices[3 * i2]; y2 = vertices[3 * i2 + 1]
 
-        # bounding box of pixel centres, clipped in float64 (NaN fails every comparison)
-        bx0 = ceil(_min3(x0, x1, x2))
-        bx1 = floor(_max3(x0, x1, x2))
-        if bx0 < 0: bx0 = 0
-        if bx1 > wmax: bx1 = wmax
-        if not (bx0 <= bx1):
+        # bounding box of pixel centres, clipped in float64 before any integer conversion;
+        # a NaN coordinate either fails these comparisons or is caught by the finite test below
+        bx0 = _min3(x0, x1, x2)
+        bx1 = _max3(x0, x1, x2)
+        if not (bx0 <= wmax and bx1 >= 0):
             continue
-        by0 = ceil(_min3(y0, y1, y2))
-        by1 = floor(_max3(y0, y1, y2))
-        if by0 < 0: by0 = 0
-        if by1 > hmax: by1 = hmax
-        if not (by0 <= by1):
+        by0 = _min3(y0, y1, y2)
+        by1 = _max3(y0, y1, y2)
+        if not (by0 <= hmax and by1 >= 0):
+            continue
+        px0 = _ceil_nonneg(bx0 if bx0 > 0 else 0.0)
+        px1 = <int>(bx1 if bx1 < wmax else wmax)     # floor of a non-negative value
+        if px0 > px1:
+            continue
+        py0 = _ceil_nonneg(by0 if by0 > 0 else 0.0)
+        py1 = <int>(by1 if by1 < hmax else hmax)
+        if py0 > py1:
             continue
 
         z0 = vertices[3 * i0 + 2]; z1 = vertices[3 * i1 + 2]; z2 = vertices[3 * i2 + 2]
         # one test for NaN/inf in any of the nine values (a sum of float32 values cannot overflow)
-        if not _finite(x0 + y0 + z0 + x1 + y1 + z1 + x2 + y2 + z2):
+        if not _finite(((x0 + y0) + (x1 + y1)) + ((x2 + y2) + (z0 + (z1 + z2)))):
             continue
 
         area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
@@ -128,12 +136,8 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
             tmp = z1; z1 = z2; z2 = tmp
             k1 = 2; k2 = 1
             area2 = -area2
-        inv_area = 1.0 / area2
-        tie0 = _tie_inside(x1, y1, x2, y2)   # edge opposite vertex 0
-        tie1 = _tie_inside(x2, y2, x0, y0)
-        tie2 = _tie_inside(x0, y0, x1, y1)
+        inv_area = 0.0   # computed at the first covered pixel: most small triangles cover none
 
-        px0 = <int>bx0; px1 = <int>bx1; py0 = <int>by0; py1 = <int>by1
         for y in range(py0, py1 + 1):
             dy0 = y0 - y; dy1 = y1 - y; dy2 = y2 - y
             for x in range(px0, px1 + 1):
@@ -142,10 +146,15 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
                 w0 = dx1 * dy2 - dy1 * dx2
                 w1 = dx2 * dy0 - dy2 * dx0
                 w2 = dx0 * dy1 - dy0 * dx1
-                if not (((w0 > 0) | ((w0 == 0) & tie0))
-                        & ((w1 > 0) | ((w1 == 0) & tie1))
-                        & ((w2 > 0) | ((w2 == 0) & tie2))):
+                if (w0 < 0) | (w1 < 0) | (w2 < 0):
                     continue
+                if (w0 == 0) | (w1 == 0) | (w2 == 0):   # on an edge: the top-left rule decides
+                    if ((w0 == 0) & (not _tie_inside(x1, y1, x2, y2))) \
+                            | ((w1 == 0) & (not _tie_inside(x2, y2, x0, y0))) \
+                            | ((w2 == 0) & (not _tie_inside(x0, y0, x1, y1))):
+                        continue
+                if inv_area == 0.0:
+                    inv_area = 1.0 / area2
                 b0 = w0 * inv_area
                 b1 = w1 * inv_area
                 b2 = w2 * inv_area

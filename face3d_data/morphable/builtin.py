@@ -17,8 +17,8 @@ Geometry (millimetres while building; the model is stored in BFM-like micrometre
 - UV is the grid itself (u = column, v = row, v up): a bijection, so nothing overlaps.
 - Identity modes: ~20 named fields (face width, nose length, eye spacing, jaw width, ...) plus
   smooth random fields; expression modes: jaw open, smile, blinks, brow raise, ...
-- Basis columns are unit vectors and the stds are the norms of the 1σ fields ("raw" convention,
-  like the BFM's principal components with ``shapeEV``).
+- The fields are orthonormalised in order (Gram-Schmidt), so the bases are orthonormal like the
+  BFM's principal components and the stds are in the same "raw" units as BFM ``shapeEV``.
 
 The result is cached as ``builtin-v<VERSION>-<source hash>.npz`` under ``$FACE3D_DATA_CACHE`` (default
 ``~/.cache/face3d_data``), written atomically.
@@ -431,10 +431,18 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
 
 
 def _unit_columns(fields, scale: float):
-    """Stack 1σ fields into unit-norm columns (N, 3, K) and their norms (the raw stds)."""
-    basis = np.stack(fields, axis=2) * scale
-    std = np.linalg.norm(basis.reshape(-1, basis.shape[2]), axis=0)
-    return basis / std, std
+    """Gram-Schmidt the 1σ fields in order into an orthonormal (N, 3, K) basis.
+
+    Each mode keeps its own meaning minus what earlier modes already explain (e.g. "jaw width"
+    becomes jaw width beyond the overall face width); its std is the norm of that remainder.
+    Returns (basis, std) with unit, mutually orthogonal columns, like BFM's principal components.
+    """
+    stacked = np.stack(fields, axis=2) * scale
+    n, _, k = stacked.shape
+    q, r = np.linalg.qr(stacked.reshape(3 * n, k))
+    sign = np.sign(np.diag(r))
+    sign[sign == 0] = 1
+    return (q * sign).reshape(n, 3, k), np.abs(np.diag(r))
 
 
 def generate_builtin_model() -> MorphableModel:

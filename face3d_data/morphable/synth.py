@@ -101,7 +101,7 @@ class PoseDistribution:
     yaw_range_deg: float = 90.0
     pitch_std_deg: float = 12.0
     roll_std_deg: float = 8.0
-    face_width_px: tuple = (150.0, 230.0)
+    face_width_px: tuple = (130.0, 200.0)
     center_jitter: float = 0.06
 
     def sample(self, rng: np.random.Generator, model_width: float, centre: np.ndarray,

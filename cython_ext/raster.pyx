@@ -18,10 +18,9 @@ Semantics (see docs/rendering.md):
   when the new depth is strictly greater (ties keep the earlier triangle).
 """
 
-from libc.math cimport ceil, floor, fabs
+from libc.math cimport floor
 from libc.stdint cimport intptr_t
 from cython.parallel cimport prange
-cimport cython
 
 import numpy as np
 cimport numpy as cnp

@@ -413,12 +413,12 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
     iris = ((r < 5.5) & opening).astype(float)
     ones = np.ones_like(x)
     fields = [
-        skin_w[:, None] * [30.0, 26.0, 22.0] * ones[:, None],          # lighter / darker skin
-        skin_w[:, None] * [12.0, -3.0, -3.0],                          # redness
-        skin_w[:, None] * [6.0, 6.0, -10.0],                           # yellow / olive
+        skin_w[:, None] * [24.0, 21.0, 18.0] * ones[:, None],          # lighter / darker skin
+        skin_w[:, None] * [7.0, -2.0, -2.0],                           # redness
+        skin_w[:, None] * [4.0, 4.0, -7.0],                            # yellow / olive
         lips[:, None] * [20.0, -5.0, 0.0],                             # lip colour
         brows[:, None] * [-25.0, -20.0, -15.0],                        # brow darkness
-        (_g_pair(x, y, 40, -5, 14, 12) * f)[:, None] * [15.0, -4.0, -4.0],  # blush
+        (_g_pair(x, y, 40, -5, 14, 12) * f)[:, None] * [9.0, -3.0, -3.0],  # blush
         iris[:, None] * [-30.0, 0.0, 35.0],                            # iris colour
         (beard * skin_w)[:, None] * [-22.0, -20.0, -18.0],             # stubble shadow
         (_smoothstep(y, 20, 80) * skin_w)[:, None] * [10.0, 6.0, 2.0],  # forehead tan
@@ -426,7 +426,7 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
     for k in range(6):
         cen = rng.uniform([-60, -80, 40], [60, 80, 100])
         w = np.exp(-0.5 * np.sum((mean - cen) ** 2, axis=1) / 30.0 ** 2) * skin_w
-        fields.append(w[:, None] * rng.normal(0, 8, 3))
+        fields.append(w[:, None] * rng.normal(0, 4, 3))
     return tex, fields
 
 

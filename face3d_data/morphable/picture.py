@@ -34,7 +34,7 @@ def render_view(model: MorphableModel, shape_para=None, exp_para=None, tex_para=
     projected = project(v, pose, (size, size))
     img, _ = render_face(model, v, albedo, pose, size, _studio_light(), bg, projected)
     if landmarks:
-        img = draw_landmarks(img, project(lm, pose, (size, size))[:, :2], radius=1)
+        img = draw_landmarks(img, project(lm, pose, (size, size))[:, :2], radius=1, connect=False)
     return img
 
 
@@ -57,5 +57,48 @@ def mode_sheet(model: MorphableModel, n_shape: int = 4, n_exp: int = 4, n_tex: i
             c[k] = s * std[k]
             kw = {"shape": dict(shape_para=c), "exp": dict(exp_para=c), "tex": dict(tex_para=c)}[part]
             tiles.append(render_view(model, size=size, **kw))
-            labels.append(f"{part} {k} {s:+.0f}σ" if s else "mean")
+            labels.append(f"{part} {k} {s:+.0f} sd" if s else "mean")
     return contact_sheet(tiles, ncols=3, labels=labels, tile_size=size)
+
+
+def views_strip(model: MorphableModel, yaws=(-90, -45, 0, 45, 90), size: int = 160) -> np.ndarray:
+    """The mean face at several yaws with its 68 landmarks, side by side."""
+    from face3d_data.viz import contact_sheet
+
+    tiles = [render_view(model, yaw_deg=y, size=size) for y in yaws]
+    return contact_sheet(tiles, ncols=len(tiles), labels=[f"yaw {y:+d} deg" for y in yaws], tile_size=size)
+
+
+def synthetic_sheet(model: MorphableModel, count: int = 16, size: int = 112, seed: int = 0) -> np.ndarray:
+    """``count`` synthetic samples (random identity, expression, pose up to ±90° yaw, lighting,
+    procedural background) with their ``pt2d`` landmarks."""
+    from face3d_data.morphable.synth import synthesize
+    from face3d_data.viz import contact_sheet, draw_landmarks
+
+    rng = np.random.default_rng(seed)
+    tiles = []
+    for _ in range(count):
+        s = synthesize(model, rng, image_size=450)
+        tiles.append(draw_landmarks(s.image, s.landmarks, radius=2))
+    return contact_sheet(tiles, ncols=4, tile_size=size)
+
+
+def main(argv=None) -> None:
+    """``python -m face3d_data.morphable.picture --out docs/images``: the pictures of docs/morphable.md."""
+    import argparse
+    import os
+
+    from face3d_data.io import write_image
+    from face3d_data.morphable.builtin import builtin_model
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    model = builtin_model()
+    write_image(os.path.join(args.out, "builtin_modes.png"), mode_sheet(model, 4, 4, 0, size=128))
+    write_image(os.path.join(args.out, "builtin_views.png"), views_strip(model, size=128))
+    write_image(os.path.join(args.out, "synth_samples.png"), synthetic_sheet(model))
+
+
+if __name__ == "__main__":
+    main()

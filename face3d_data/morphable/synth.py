@@ -58,7 +58,7 @@ def random_sh(rng: np.random.Generator, ambient=(0.55, 0.95), directional=(0.25,
     coef[0] = amb
     coef[1], coef[2], coef[3] = strength * d[1], strength * d[2], strength * d[0]
     coef[4:] = rng.normal(0, 0.05, 5)
-    tint = 1.0 + rng.normal(0, 0.04, 3)
+    tint = 1.0 + rng.normal(0, 0.025, 3)
     return (coef[:, None] * tint[None]).astype(np.float32)
 
 
@@ -78,6 +78,8 @@ def procedural_background(rng: np.random.Generator, size: int) -> np.ndarray:
         r = rng.uniform(0.05, 0.3) * size
         blob = np.exp(-(((xx * size - cx) ** 2 + (yy * size - cy) ** 2) / (2 * r * r)))
         img += blob[..., None] * rng.uniform(-60, 60, 3)
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + rng.uniform(0.25, 0.7) * (img - grey)  # muted colours, like indoor/outdoor scenes
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -12,20 +12,44 @@ import argparse
 import os
 import time
 
+import numpy as np
+
 from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.registry import stage_class
 
-# (stage, output sub-folder, options)
+# (stage, output sub-folder, options). The first group turns the embedded model into a
+# 300W-LP-format dataset and everything PRNet / 3DDFA training needs; the second is the
+# "own photos" path: landmarks and skin masks, then 3DMM labels, then rotation augmentation.
 DEMO_STEPS: list[tuple[str, str, dict]] = [
     ("synth_300wlp", "synth", {"count": 24}),
-    ("rotate_300wlp", "rotated", {"data_root": "{synth}", "angles": [30, -30]}),
+    ("rotate_300wlp", "rotated", {"data_root": "{synth}", "angles": [30, -30], "model": "builtin"}),
     ("uv_assets", "uv_assets", {"resolution": 256}),
     ("posmap", "posmap", {"data_root": "{synth}"}),
-    ("validate_posmap", "posmap_report", {"posmap_root": "{posmap}"}),
+    ("validate_posmap", "posmap_report", {"posmap_dir": "{posmap}"}),
     ("pncc", "pncc", {"data_root": "{synth}"}),
     ("depth", "depth", {"data_root": "{synth}"}),
-    ("fit_3dmm", "fitted", {"img_folder": "{synth}"}),
+    ("data_preparation", "photos", {}),
+    ("fit_3dmm", "fitted", {"img_folder": "{photos}"}),
+    ("rotate_300wlp", "fitted_rotated", {"data_root": "{fitted}", "angles": [20, -20],
+                                         "model": "builtin"}),
 ]
+
+
+def write_demo_photos(folder: str) -> None:
+    """Public-domain photos for the "own photos" path: scikit-image's astronaut, mirrored and
+    rescaled copies (never licensed data)."""
+    import cv2
+    from skimage import data
+
+    from face3d_data.io import write_image
+
+    photo = data.astronaut()
+    variants = {"astronaut.jpg": photo, "astronaut_mirrored.jpg": photo[:, ::-1],
+                "astronaut_small.png": cv2.resize(photo, (384, 384), interpolation=cv2.INTER_AREA)}
+    for name, image in variants.items():
+        path = os.path.join(folder, name)
+        if not os.path.exists(path):
+            write_image(path, np.ascontiguousarray(image))
 
 
 def _resolve(value, folders: dict[str, str]):
@@ -33,6 +57,8 @@ def _resolve(value, folders: dict[str, str]):
         return value.format(**folders)
     if isinstance(value, list):
         return [_resolve(v, folders) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, folders) for k, v in value.items()}
     return value
 
 
@@ -42,6 +68,7 @@ def run_demo(out: str, jobs: int = 0, quiet: bool = False, seed: int = 0) -> int
     folders: dict[str, str] = {}
     rows = []
     started = time.perf_counter()
+    write_demo_photos(os.path.join(out, "photos"))
     for stage_name, sub, options in DEMO_STEPS:
         folders[sub] = os.path.join(out, sub)
         cfg = build_config(stage_name, explicit=_resolve(options, folders))

@@ -34,12 +34,17 @@ from face3d_data.viz import draw_landmarks
 from pipelines.core import Item, Stage
 
 
+# Folders that data_preparation.py writes inside an image folder: never inputs.
+DERIVED_FOLDERS = frozenset({"landmarks", "mask", "detections", "vis"})
+
+
 def list_images(root: str) -> list[str]:
-    """Image paths relative to ``root`` ('/'-separated, sorted), skipping ``landmarks/``."""
+    """Image paths relative to ``root`` ('/'-separated, sorted), skipping the derived folders
+    (``landmarks/``, ``mask/``, ``detections/``, ``vis/``) at its top level."""
     found = []
     for folder, dirs, files in os.walk(root):
         if os.path.samefile(folder, root):
-            dirs[:] = [d for d in dirs if d != "landmarks"]
+            dirs[:] = [d for d in dirs if d not in DERIVED_FOLDERS and not d.startswith(".")]
         dirs.sort()
         for name in sorted(files):
             if is_image_file(name):

@@ -177,18 +177,23 @@ def marched_landmarks(model: MorphableModel, projected: np.ndarray, pose_para) -
 
 def render_face(model: MorphableModel, vertices: np.ndarray, albedo: np.ndarray, pose_para,
                 image_size: int, sh: np.ndarray, background: np.ndarray | None = None,
-                projected: np.ndarray | None = None):
-    """Render a textured, SH-lit face.
+                projected: np.ndarray | None = None, antialias: int = 2):
+    """Render a textured, SH-lit face over a background.
 
     Args:
         vertices: (N, 3) model space; albedo: (N, 3) 0-255; pose_para: (7,) 300W-LP pose.
         sh: (9, 3) lighting in the camera frame; background: (S, S, 3) uint8 or None (black).
         projected: the canonical projection of ``vertices`` if already computed.
+        antialias: supersampling factor k (the face is rasterised at k·S with pixel centres
+            mapped exactly, box-filtered down, and blended with the background by coverage).
     Returns:
-        (image (S, S, 3) uint8, mask (S, S) bool).
+        (image (S, S, 3) uint8, mask (S, S) bool: pixels at least half covered by the face).
     """
     if model.triangles is None:
         raise ValueError("model: has no triangles, cannot render")
+    k = int(antialias)
+    if k < 1:
+        raise ValueError(f"antialias: expected an integer >= 1, got {antialias}")
     if projected is None:
         projected = project(vertices, pose_para, (image_size, image_size))
     p = np.asarray(pose_para, np.float64).ravel()
@@ -196,12 +201,17 @@ def render_face(model: MorphableModel, vertices: np.ndarray, albedo: np.ndarray,
     normals = vertex_normals(vertices, model.triangles) @ R.T.astype(np.float32)
     colour = shade(albedo, normals, sh)
     attrs = np.concatenate([colour, np.ones((len(colour), 1), np.float32)], 1)
-    out = render_attributes(projected.astype(np.float32), model.triangles, attrs, image_size, image_size)
-    mask = out[..., 3] > 0.5
-    face = np.clip(out[..., :3], 0, 255)
-    bg = np.zeros((image_size, image_size, 3), np.float32) if background is None else background.astype(np.float32)
-    img = np.where(mask[..., None], face, bg)
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8), mask
+    fine = np.array(projected, dtype=np.float32)
+    # pixel centre x of the fine grid covers [x - 1/2, x + 1/2] of the output: x_fine = (x + 1/2)·k - 1/2
+    fine[:, :2] = (fine[:, :2] + 0.5) * k - 0.5
+    out = render_attributes(fine, model.triangles, attrs, image_size * k, image_size * k)
+    if k > 1:
+        out = cv2.resize(out, (image_size, image_size), interpolation=cv2.INTER_AREA)
+    coverage = np.clip(out[..., 3:4], 0.0, 1.0)
+    bg = (np.zeros((image_size, image_size, 3), np.float32) if background is None
+          else background.astype(np.float32))
+    img = np.clip(out[..., :3], 0, 255) + (1.0 - coverage) * bg  # colours are premultiplied (bg 0)
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8), coverage[..., 0] >= 0.5
 
 
 def sample_coefficients(model: MorphableModel, rng: np.random.Generator, scale: float = 1.0,
@@ -216,7 +226,7 @@ def sample_coefficients(model: MorphableModel, rng: np.random.Generator, scale: 
 def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int = 450,
                yaw_range_deg: float = 90.0, *, pose: PoseDistribution | None = None,
                shape_para=None, tex_para=None, exp_scale: float = 1.0, shape_scale: float = 1.0,
-               background: np.ndarray | None = None, jpeg_safe: bool = True) -> SynthSample:
+               background: np.ndarray | None = None, antialias: int = 2) -> SynthSample:
     """Render one synthetic sample with 300W-LP labels.
 
     Args:
@@ -229,6 +239,7 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
             sampled from the prior when None.
         exp_scale, shape_scale: multiply the prior stds when sampling.
         background: (H, W, 3) uint8 user image to crop from, or None for a procedural one.
+        antialias: supersampling factor of the render (1 = none).
     Returns:
         :class:`SynthSample`.
     """
@@ -251,7 +262,8 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
     bg = (procedural_background(rng, image_size) if background is None
           else image_background(background, rng, image_size))
     albedo = model.colors(tp)
-    image, mask = render_face(model, vertices, albedo, pose_para, image_size, sh, bg, projected)
+    image, mask = render_face(model, vertices, albedo, pose_para, image_size, sh, bg, projected,
+                              antialias)
 
     landmarks = projected[model.landmarks, :2].copy()
     pts_2d = marched_landmarks(model, projected, pose_para)

@@ -97,6 +97,26 @@ class MorphableModel:
                  tex_basis=None, tex_std=None, triangles=None, landmarks, uv=None, regions=None,
                  contour_lines=None, convention: str = "raw", name: str = "",
                  raw_shape_std=None, raw_exp_std=None, raw_tex_std=None):
+        self._init(mean, shape_basis, shape_std, exp_basis, exp_std, None, tex_mean=tex_mean,
+                   tex_basis=tex_basis, tex_std=tex_std, triangles=triangles, landmarks=landmarks,
+                   uv=uv, regions=regions, contour_lines=contour_lines, convention=convention,
+                   name=name, raw_shape_std=raw_shape_std, raw_exp_std=raw_exp_std,
+                   raw_tex_std=raw_tex_std)
+
+    @classmethod
+    def _from_block(cls, mean, block, n_shape, shape_std, exp_std, **kw) -> "MorphableModel":
+        """Build around an existing C-contiguous float32 (3N, Ks+Ke) block without copying it."""
+        self = cls.__new__(cls)
+        n = np.shape(mean)[0]
+        ks = int(n_shape)
+        shape_basis = block[:, :ks].reshape(n, 3, ks)
+        exp_basis = block[:, ks:].reshape(n, 3, block.shape[1] - ks)
+        self._init(mean, shape_basis, shape_std, exp_basis, exp_std, block, **kw)
+        return self
+
+    def _init(self, mean, shape_basis, shape_std, exp_basis, exp_std, block, *, tex_mean, tex_basis,
+              tex_std, triangles, landmarks, uv, regions, contour_lines, convention, name,
+              raw_shape_std, raw_exp_std, raw_tex_std):
         mean = _as_float_array(mean, "mean", (None, 3))
         n = mean.shape[0]
         if n == 0:
@@ -113,9 +133,10 @@ class MorphableModel:
         self.mean = np.ascontiguousarray(mean)
 
         # One (3N, Ks+Ke) block; shape_basis / exp_basis are (N, 3, K) views of its columns.
-        block = np.empty((3 * n, ks + ke), dtype=np.float32)
-        block[:, :ks] = shape_basis.reshape(3 * n, ks)
-        block[:, ks:] = exp_basis.reshape(3 * n, ke)
+        if block is None or not (block.dtype == np.float32 and block.flags.c_contiguous):
+            block = np.empty((3 * n, ks + ke), dtype=np.float32)
+            block[:, :ks] = shape_basis.reshape(3 * n, ks)
+            block[:, ks:] = exp_basis.reshape(3 * n, ke)
         self._basis_block = block
         self._n_shape = ks
 
@@ -496,8 +517,7 @@ class MorphableModel:
             if "contour_flat" in data:
                 off = data["contour_offsets"]
                 lines = [data["contour_flat"][off[i]:off[i + 1]] for i in range(len(off) - 1)]
-            return cls(mean, block[:, :ks].reshape(n, 3, ks), data["shape_std"],
-                       block[:, ks:].reshape(n, 3, -1), data["exp_std"],
+            return cls._from_block(mean, block, ks, data["shape_std"], data["exp_std"],
                        tex_mean=data.get("tex_mean"), tex_basis=tex_basis, tex_std=data.get("tex_std"),
                        triangles=data.get("triangles"), landmarks=data["landmarks"], uv=data.get("uv"),
                        regions=data.get("regions"), contour_lines=lines,

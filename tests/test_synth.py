@@ -105,3 +105,13 @@ def test_jpeg_round_trip_keeps_labels_valid(model, tmp_path):
     fields = labels_to_mat(s.labels["Pose_Para"], s.labels["Shape_Para"], s.labels["Exp_Para"],
                            pt2d=s.landmarks)
     np.testing.assert_allclose(fields["pt2d"], s.labels["pt2d"])
+
+
+def test_any_textured_model_works(tmp_path):
+    m = random_model(900, 6, 3, seed=1, n_tex=4)
+    s = synthesize(m, np.random.default_rng(2), image_size=200)
+    write_labels(tmp_path / "r.mat", s.labels)
+    lab = read_labels(tmp_path / "r.mat")
+    pts = project(m.vertices(lab.shape_para, lab.exp_para)[m.landmarks], lab.pose_para, (200, 200))[:, :2]
+    np.testing.assert_allclose(pts, lab.pt2d, atol=1e-4)
+    assert s.mask.any()

@@ -26,6 +26,7 @@ The result is cached as ``builtin-v<VERSION>-<source hash>.npz`` under ``$FACE3D
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -115,6 +116,11 @@ def _g_pair(x, y, cx, cy, sx, sy):
 def _smoothstep(v, lo, hi):
     s = np.clip((v - lo) / (hi - lo), 0.0, 1.0)
     return s * s * (3 - 2 * s)
+
+
+def _field(n: int, dx=0.0, dy=0.0, dz=0.0) -> np.ndarray:
+    """(n, 3) displacement field from per-axis scalars or (n,) arrays."""
+    return np.stack([np.broadcast_to(np.asarray(d, float), (n,)) for d in (dx, dy, dz)], 1)
 
 
 def _lid_curves(x):
@@ -278,10 +284,7 @@ def _identity_fields(grid: _Grid, mean: np.ndarray, rng: np.random.Generator) ->
     x, y, z = mean.T
     f = grid.front
     zc = -15.0
-    zero = np.zeros_like(x)
-
-    def field(dx=zero, dy=zero, dz=zero):
-        return np.stack([dx * np.ones_like(x), dy * np.ones_like(x), dz * np.ones_like(x)], 1)
+    field = functools.partial(_field, len(x))
 
     sgn = np.sign(x)
     eye_w = _g_pair(x, y, _EYE_X, _EYE_Y, 13, 9) * f
@@ -336,10 +339,7 @@ def _expression_fields(grid: _Grid, mean: np.ndarray) -> list:
     f = grid.front
     sgn = np.sign(x)
     up, lo, eye_open = _lid_curves(x)
-    zero = np.zeros_like(x)
-
-    def field(dx=zero, dy=zero, dz=zero):
-        return np.stack([dx * np.ones_like(x), dy * np.ones_like(x), dz * np.ones_like(x)], 1)
+    field = functools.partial(_field, len(x))
 
     # jaw open: rotate everything below the mouth line about the jaw hinge (y=20, z=-5); the neck
     # rows below the jaw follow with a fading weight.
@@ -381,7 +381,7 @@ def _expression_fields(grid: _Grid, mean: np.ndarray) -> list:
 
 def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
     """Per-vertex albedo mean (N, 3) 0-255 and 1σ texture fields."""
-    x, y, z = mean.T
+    x, y = mean[:, 0], mean[:, 1]
     up, lo, eye_open = _lid_curves(x)
     f = grid.front
     skin = np.array([212.0, 165.0, 140.0])
@@ -411,9 +411,8 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
     skin_w = (1 - lips) * (1 - brows) * ~opening * ~inner * (1 - nostrils)
     beard = _smoothstep(-y, 18, 40) * (grid.row <= grid.jaw_row + 6) * f
     iris = ((r < 5.5) & opening).astype(float)
-    ones = np.ones_like(x)
     fields = [
-        skin_w[:, None] * [24.0, 21.0, 18.0] * ones[:, None],          # lighter / darker skin
+        skin_w[:, None] * [24.0, 21.0, 18.0],                          # lighter / darker skin
         skin_w[:, None] * [7.0, -2.0, -2.0],                           # redness
         skin_w[:, None] * [4.0, 4.0, -7.0],                            # yellow / olive
         lips[:, None] * [20.0, -5.0, 0.0],                             # lip colour
@@ -464,9 +463,8 @@ def generate_builtin_model() -> MorphableModel:
     exp_basis, exp_std = _unit_columns(_expression_fields(grid, mean), _UNIT)
     tex_mean, tex_fields = _texture(grid, mean, rng)
     tex_basis, tex_std = _unit_columns(tex_fields, 1.0)
-    centre = np.array([0.0, 0.0, 0.0])
     return MorphableModel(
-        (mean - centre) * _UNIT, shape_basis, shape_std, exp_basis, exp_std,
+        mean * _UNIT, shape_basis, shape_std, exp_basis, exp_std,
         tex_mean=np.clip(tex_mean, 0, 255), tex_basis=tex_basis, tex_std=tex_std,
         triangles=grid.triangles(), landmarks=lm, uv=grid.uv(), regions=_regions(grid, mean),
         contour_lines=_contour_lines(grid, mean, lm[:17]), convention="raw",

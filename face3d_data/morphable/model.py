@@ -25,7 +25,6 @@ with no per-call copy of the basis.
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import numpy as np
 
@@ -338,6 +337,8 @@ class MorphableModel:
         """
         if part not in ("shape", "exp", "tex"):
             raise ValueError(f"part: expected 'shape', 'exp' or 'tex', got {part!r}")
+        if part == "tex" and self.tex_mean is None:
+            raise ValueError(f"part: model {self.name!r} has no texture")
         if to not in CONVENTIONS:
             raise ValueError(f"to: expected one of {CONVENTIONS}, got {to!r}")
         sigma = self._raw_std_of(part).astype(np.float64)

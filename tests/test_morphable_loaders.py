@@ -170,6 +170,8 @@ def test_native_npz_and_builtin(tmp_path):
 
 def test_load_uv(fx):
     np.testing.assert_allclose(load_uv(fx.paths["bfm_uv"]), fx.uv, atol=1e-6)
+    with pytest.raises(InputError, match="uv="):
+        load_model(fx.paths["bfm_uv"])
 
 
 def test_face3d_export_round_trip(fx, tmp_path):

@@ -160,6 +160,9 @@ def detect_format(path: str | os.PathLike) -> str:
             return "bfm2009"
         if {"meanshape", "idBase", "exBase"} <= s:
             return "deep3d"
+        if "UV" in s:
+            raise InputError(p, "this is a BFM_UV.mat (UV coordinates, not a model): pass it as uv= "
+                                "(--uv) together with a model file")
         raise _unknown(p, f"a .mat with variables {sorted(s)}")
     raise _unknown(p, f"a file starting with {head[:16]!r}")
 

@@ -70,6 +70,44 @@ cdef inline int _ceil_nonneg(double v) noexcept nogil:
 cdef inline bint _finite(double v) noexcept nogil:
     return (v - v) == 0.0
 
+cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, double x1, double y1,
+                              double z1, double x2, double y2, double z2, double inv_area,
+                              Py_ssize_t t, int width, int k1, int k2, int* triangle_id,
+                              float* barycentric, float* depth) noexcept nogil:
+    """Depth-test pixel centre (x, y) against a positively wound triangle (inv_area > 0).
+
+    Edge function of edge (a, b) at p: cross(a - p, b - p) in float64; a pixel exactly on an edge
+    (w == 0) belongs to the triangle by the top-left rule. k1, k2: where the weights of (swapped)
+    vertices 1 and 2 go in the pixel's barycentric triple.
+    """
+    cdef double fx = x, fy = y
+    cdef double dx0 = x0 - fx, dx1 = x1 - fx, dx2 = x2 - fx
+    cdef double dy0 = y0 - fy, dy1 = y1 - fy, dy2 = y2 - fy
+    cdef double w0 = dx1 * dy2 - dy1 * dx2
+    cdef double w1 = dx2 * dy0 - dy2 * dx0
+    cdef double w2 = dx0 * dy1 - dy0 * dx1
+    cdef double b0, b1, b2
+    cdef float zf
+    cdef Py_ssize_t p
+    if (w0 < 0) | (w1 < 0) | (w2 < 0):
+        return
+    if (w0 == 0) | (w1 == 0) | (w2 == 0):   # on an edge: the top-left rule decides
+        if ((w0 == 0) & (not _tie_inside(x1, y1, x2, y2))) \
+                | ((w1 == 0) & (not _tie_inside(x2, y2, x0, y0))) \
+                | ((w2 == 0) & (not _tie_inside(x0, y0, x1, y1))):
+            return
+    b0 = w0 * inv_area
+    b1 = w1 * inv_area
+    b2 = w2 * inv_area
+    zf = <float>(b0 * z0 + b1 * z1 + b2 * z2)
+    p = <Py_ssize_t>y * width + x
+    if zf > depth[p]:
+        depth[p] = zf
+        triangle_id[p] = <int>t
+        barycentric[3 * p] = <float>b0
+        barycentric[3 * p + k1] = <float>b1
+        barycentric[3 * p + k2] = <float>b2
+
 
 cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_triangles,
                       int height, int width, int* triangle_id, float* barycentric,
@@ -84,12 +122,10 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
     pixel centre lies; ties (exactly 0) go by the top-left rule.
     """
-    cdef Py_ssize_t t, p
+    cdef Py_ssize_t t
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
     cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp
     cdef double bx0, bx1, by0, by1, area2, inv_area
-    cdef double dy0, dy1, dy2, dx0, dx1, dx2, w0, w1, w2, b0, b1, b2, fx
-    cdef float zf
     cdef double wmax = width - 1
     cdef double hmax = height - 1
 
@@ -135,36 +171,16 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
             tmp = z1; z1 = z2; z2 = tmp
             k1 = 2; k2 = 1
             area2 = -area2
-        inv_area = 0.0   # computed at the first covered pixel: most small triangles cover none
-
+        inv_area = 1.0 / area2
+        # most triangles of a dense face mesh have a single candidate pixel: skip the loops
+        if (px0 == px1) & (py0 == py1):
+            _shade_pixel(px0, py0, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, width, k1, k2,
+                         triangle_id, barycentric, depth)
+            continue
         for y in range(py0, py1 + 1):
-            dy0 = y0 - y; dy1 = y1 - y; dy2 = y2 - y
             for x in range(px0, px1 + 1):
-                fx = x
-                dx0 = x0 - fx; dx1 = x1 - fx; dx2 = x2 - fx
-                w0 = dx1 * dy2 - dy1 * dx2
-                w1 = dx2 * dy0 - dy2 * dx0
-                w2 = dx0 * dy1 - dy0 * dx1
-                if (w0 < 0) | (w1 < 0) | (w2 < 0):
-                    continue
-                if (w0 == 0) | (w1 == 0) | (w2 == 0):   # on an edge: the top-left rule decides
-                    if ((w0 == 0) & (not _tie_inside(x1, y1, x2, y2))) \
-                            | ((w1 == 0) & (not _tie_inside(x2, y2, x0, y0))) \
-                            | ((w2 == 0) & (not _tie_inside(x0, y0, x1, y1))):
-                        continue
-                if inv_area == 0.0:
-                    inv_area = 1.0 / area2
-                b0 = w0 * inv_area
-                b1 = w1 * inv_area
-                b2 = w2 * inv_area
-                zf = <float>(b0 * z0 + b1 * z1 + b2 * z2)
-                p = <Py_ssize_t>y * width + x
-                if zf > depth[p]:
-                    depth[p] = zf
-                    triangle_id[p] = <int>t
-                    barycentric[3 * p] = <float>b0
-                    barycentric[3 * p + k1] = <float>b1
-                    barycentric[3 * p + k2] = <float>b2
+                _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, width, k1, k2,
+                             triangle_id, barycentric, depth)
 
 
 cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,

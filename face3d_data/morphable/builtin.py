@@ -47,6 +47,7 @@ _UNIT = 1000.0      # mm -> model units (µm, BFM-like)
 # Row profile knots (t, y_front, z_front, y_side, half_width, z_centre), mm. The jaw row is the
 # knot with y_front = -88 (the chin); its side end (y = 0) lies below the ear.
 _PROFILE = np.array([
+    [-0.05, 124.0, -8.0, 112.0, 34.0, -30.0],
     [0.00, 116.0, 30.0, 110.0, 58.0, -25.0],
     [0.04, 104.0, 60.0, 100.0, 68.0, -22.0],
     [0.08, 88.0, 78.0, 86.0, 74.0, -18.0],
@@ -63,7 +64,8 @@ _PROFILE = np.array([
     [0.90, -112.0, 45.0, -55.0, 48.0, -15.0],
     [1.00, -150.0, 42.0, -120.0, 46.0, -15.0],
 ])
-_JAW_KNOT = 11
+_PROFILE[:, 0] = (_PROFILE[:, 0] - _PROFILE[0, 0]) / (_PROFILE[-1, 0] - _PROFILE[0, 0])  # t in [0, 1]
+_JAW_KNOT = 12
 
 # Anatomy (frontal mm): eye centres (±EYE_X, EYE_Y), eye half-width, lid heights; mouth line.
 _EYE_X, _EYE_Y, _EYE_HALF, _LID_UP, _LID_LOW = 31.0, 30.0, 14.0, 5.0, 3.5
@@ -237,10 +239,12 @@ def _nearest_front_vertex(targets, xy, candidates):
     return candidates[np.argmin(d, axis=1)]
 
 
-def _contour_lines(grid: _Grid, mean: np.ndarray, jaw_landmarks: np.ndarray):
-    """For each jaw landmark: one face vertex per column, at the landmark's height, on its side."""
+def _contour_lines(grid: _Grid, mean: np.ndarray, jaw_landmarks: np.ndarray, regions: np.ndarray):
+    """For each jaw landmark: one vertex per column at the landmark's height, on its side, taken
+    from the plain skin of the face (not the nose, eyes or mouth, which would otherwise win the
+    silhouette test of landmark marching on profiles)."""
     lines = []
-    face_rows = grid.row <= grid.jaw_row
+    face_rows = (grid.row <= grid.jaw_row) & (regions == REGIONS["face"])
     for i, v in enumerate(jaw_landmarks):
         y0, th0 = mean[v, 1], grid.theta[v]
         if i == 8:
@@ -253,6 +257,8 @@ def _contour_lines(grid: _Grid, mean: np.ndarray, jaw_landmarks: np.ndarray):
         line = []
         for c in cols:
             cand = np.flatnonzero((grid.col == c) & face_rows)
+            if cand.size == 0:
+                continue
             best = cand[np.argmin(np.abs(mean[cand, 1] - y0))]
             if abs(mean[best, 1] - y0) < 2.5:
                 line.append(best)
@@ -271,7 +277,8 @@ def _regions(grid: _Grid, mean: np.ndarray) -> np.ndarray:
     reg[face] = REGIONS["face"]
     eyes = face & (eye_open > 0) & (y < up + 3) & (y > lo - 3)
     reg[eyes] = REGIONS["eyes"]
-    nose = face & (_nose_height(x, y) > 1.5) & (np.abs(x) < 20) & (y < 34)
+    nose_base = (x / 16.0) ** 2 + ((y + 14.0) / 5.0) ** 2 < 1  # nostrils down to the subnasale
+    nose = face & ((_nose_height(x, y) > 1.5) | nose_base) & (np.abs(x) < 20) & (y < 34)
     reg[nose] = REGIONS["nose"]
     mouth = face & (((x / 28.0) ** 2 + ((y - _MOUTH_Y + 1.0) / 13.0) ** 2) < 1)
     reg[mouth] = REGIONS["mouth"]
@@ -419,7 +426,7 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
         brows[:, None] * [-25.0, -20.0, -15.0],                        # brow darkness
         (_g_pair(x, y, 40, -5, 14, 12) * f)[:, None] * [9.0, -3.0, -3.0],  # blush
         iris[:, None] * [-30.0, 0.0, 35.0],                            # iris colour
-        (beard * skin_w)[:, None] * [-22.0, -20.0, -18.0],             # stubble shadow
+        (beard * skin_w)[:, None] * [-12.0, -11.0, -10.0],             # stubble shadow
         (_smoothstep(y, 20, 80) * skin_w)[:, None] * [10.0, 6.0, 2.0],  # forehead tan
     ]
     for k in range(6):
@@ -463,11 +470,12 @@ def generate_builtin_model() -> MorphableModel:
     exp_basis, exp_std = _unit_columns(_expression_fields(grid, mean), _UNIT)
     tex_mean, tex_fields = _texture(grid, mean, rng)
     tex_basis, tex_std = _unit_columns(tex_fields, 1.0)
+    regions = _regions(grid, mean)
     return MorphableModel(
         mean * _UNIT, shape_basis, shape_std, exp_basis, exp_std,
         tex_mean=np.clip(tex_mean, 0, 255), tex_basis=tex_basis, tex_std=tex_std,
-        triangles=grid.triangles(), landmarks=lm, uv=grid.uv(), regions=_regions(grid, mean),
-        contour_lines=_contour_lines(grid, mean, lm[:17]), convention="raw",
+        triangles=grid.triangles(), landmarks=lm, uv=grid.uv(), regions=regions,
+        contour_lines=_contour_lines(grid, mean, lm[:17], regions), convention="raw",
         name=f"face3d-data builtin v{VERSION}")
 
 

@@ -38,26 +38,42 @@ from face3d_data.posmap import (build_uv_assets, crop_image, crop_matrix, crop_v
                                 landmark_crop_box, preview_image, render_position_map)
 
 
-def make_dataset(root: str, model, samples: int, unique: int, seed: int = 0) -> float:
-    """Write ``samples`` 300W-LP-layout pairs (``unique`` distinct renders); returns seconds."""
+def make_dataset(root: str, model, samples: int, unique: int, seed: int = 0,
+                 views: int = 1) -> float:
+    """Write ``samples`` 300W-LP-layout pairs; returns seconds.
+
+    ``unique`` distinct renders supply the images. Labels are unique per identity group of
+    ``views`` consecutive samples (``views=1``: every sample's ``Shape_Para``/``Exp_Para`` differ,
+    so no per-identity reuse can help; larger: the views of one face share them, like 300W-LP's
+    ``_k`` views or rotated copies). Each group's coefficients are its render's plus 5 % of the
+    prior std of noise, small enough to keep the face on the image.
+    """
     from face3d_data.morphable.synth import synthesize
 
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     renders = [synthesize(model, rng, 450, yaw_range_deg=70.0) for _ in range(unique)]
+    subsets = ("AFW", "HELEN", "IBUG", "LFPW")
+    images: dict[int, str] = {}
+    labels = None
     for i in range(samples):
-        s = renders[i % unique]
-        subset = ("AFW", "HELEN", "IBUG", "LFPW")[i % 4]
-        stem = os.path.join(root, subset, f"{subset}_{i // unique}_{i % unique}_0")
-        if i < unique:
+        group, view = divmod(i, max(1, views))
+        s = renders[group % unique]
+        subset = subsets[group % 4]
+        stem = os.path.join(root, subset, f"{subset}_{group}_1_{view}")
+        if group % unique not in images:
             write_image(stem + ".jpg", s.image)
-            write_mat(stem + ".mat", s.labels)
+            images[group % unique] = stem + ".jpg"
         else:
-            src = os.path.join(root, ("AFW", "HELEN", "IBUG", "LFPW")[i % unique % 4],
-                               f"{('AFW', 'HELEN', 'IBUG', 'LFPW')[i % unique % 4]}_0_{i % unique}_0")
             os.makedirs(os.path.dirname(stem), exist_ok=True)
-            shutil.copyfile(src + ".jpg", stem + ".jpg")
-            shutil.copyfile(src + ".mat", stem + ".mat")
+            shutil.copyfile(images[group % unique], stem + ".jpg")
+        if view == 0:
+            labels = dict(s.labels)
+            for name, std in (("Shape_Para", model.shape_std), ("Exp_Para", model.exp_std)):
+                para = np.asarray(labels[name], np.float64)
+                noise = rng.standard_normal(para.shape) * 0.05 * np.asarray(std).reshape(-1, 1)[:len(para)]
+                labels[name] = (para + noise).astype(para.dtype)
+        write_mat(stem + ".mat", labels)
     return time.perf_counter() - start
 
 

@@ -217,3 +217,36 @@ def test_cached_uv_raster_equals_rendering_in_uv_space(model, assets):
     shifted[:, 2] -= in_crop[assets.face_vertices, 2].min()
     reference = render_uv(uv_to_texels(model.uv, RES), model.triangles, shifted, RES, RES)
     np.testing.assert_allclose(ours, reference, atol=1e-4)
+
+
+def test_projection_affine_equals_project():
+    from face3d_data.posmap import projection_affine
+
+    rng = np.random.default_rng(3)
+    points = rng.normal(size=(50, 3)) * 1e5
+    pose = np.array([0.3, -0.7, 0.2, 210.0, 240.0, 5.0, 1.3e-3])
+    affine = projection_affine(pose, (450, 300))
+    expected = project(points, pose, (450, 300))
+    np.testing.assert_allclose(points @ affine[:, :3].T + affine[:, 3], expected,
+                               rtol=0, atol=1e-9 * np.abs(expected).max())
+
+
+def test_sample_from_model_space_equals_sample_from_projection(model, assets):
+    """Projecting and cropping in one pass gives the map of the two-step path."""
+    from face3d_data.posmap import projection_affine
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (450, 450, 3), dtype=np.uint8)
+    vertices, pose = _random_face(model, rng)
+    two_step = make_posmap_sample(image, project(vertices, pose, (450, 450)), model.landmarks,
+                                  assets, rng=np.random.default_rng(9))
+    one_pass = make_posmap_sample(image, vertices, model.landmarks, assets,
+                                  projection=projection_affine(pose, (450, 450)),
+                                  rng=np.random.default_rng(9))
+    assert one_pass.box.jitter == two_step.box.jitter
+    np.testing.assert_allclose(one_pass.box.center, two_step.box.center, atol=1e-9)
+    np.testing.assert_array_equal(one_pass.crop, two_step.crop)
+    np.testing.assert_allclose(one_pass.posmap, two_step.posmap, atol=1e-3)
+    np.testing.assert_allclose(one_pass.landmarks, two_step.landmarks, atol=1e-3)
+    with pytest.raises(ValueError, match="projection"):
+        make_posmap_sample(image, vertices, model.landmarks, assets, projection=np.eye(3))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from face3d_data.coords import canonical_to_pt2d
+from face3d_data.errors import InputError
 from face3d_data.io import load_npy, read_datalist, read_image, read_mat, write_image, write_mat
 from face3d_data.morphable import MorphableModel, project
 from face3d_data.morphable.testing import random_model
@@ -172,3 +173,25 @@ def test_uv_assets_stage_is_deterministic(dataset, tmp_path):
     # PRNet usage: vertices = pos[face_ind], decoded keypoints = pos[kpt[1], kpt[0]]
     pos = np.random.default_rng(0).random((96, 96, 3)).astype(np.float32)
     np.testing.assert_array_equal(decode_landmarks(pos, kpt), pos[kpt[1], kpt[0]])
+
+
+def test_vertex_cache_reuses_only_identical_coefficients(dataset):
+    from pipelines.stages.posmap import VertexCache, model_vertices
+
+    model = dataset["model"]
+    cache = VertexCache(model, size=2)
+    a = {"Shape_Para": np.arange(6.0).reshape(6, 1) * 1e3, "Exp_Para": np.ones((3, 1))}
+    b = {"Shape_Para": a["Shape_Para"], "Exp_Para": np.nextafter(a["Exp_Para"], 2)}
+    first = cache(a, "a.mat")
+    assert cache(dict(a), "a.mat") is first and (cache.hits, cache.misses) == (1, 1)
+    np.testing.assert_array_equal(first, model_vertices(model, a, "a.mat"))
+    assert not first.flags.writeable
+    other = cache(b, "b.mat")  # one float64 ulp apart: still a different entry
+    assert cache.misses == 2 and other is not first
+    np.testing.assert_array_equal(other, model_vertices(model, b, "b.mat"))
+    for i in range(2):  # evicts the oldest entries
+        cache({"Shape_Para": np.full((6, 1), float(i))}, "c.mat")
+    cache(a, "a.mat")
+    assert cache.misses == 5
+    with pytest.raises(InputError, match="coefficients"):
+        cache({"Shape_Para": np.zeros((7, 1))}, "d.mat")

@@ -11,15 +11,16 @@
 
 from face3d_data.posmap.crop import CropBox, crop_image, crop_matrix, landmark_crop_box
 from face3d_data.posmap.metrics import landmark_nme, posmap_defects
-from face3d_data.posmap.position_map import (STORAGE_DTYPES, crop_vertices, decode_landmarks, float16_error_bound,
+from face3d_data.posmap.position_map import (STORAGE_DTYPES, apply_affine, crop_affine, crop_vertices, decode_landmarks, float16_error_bound,
                                              preview_image, render_position_map, storage_array)
-from face3d_data.posmap.sample import PosmapSample, make_posmap_sample
+from face3d_data.posmap.sample import PosmapSample, make_posmap_sample, projection_affine
 from face3d_data.posmap.splits import identity_of, split_of
 from face3d_data.posmap.uv_assets import (DEFAULT_WEIGHT_LEVELS, UVAssets, build_uv_assets,
                                           triangulate_mask, uv_to_texels)
 
 __all__ = ["CropBox", "crop_image", "crop_matrix", "landmark_crop_box", "crop_vertices",
+           "apply_affine", "crop_affine",
            "landmark_nme", "posmap_defects", "STORAGE_DTYPES", "decode_landmarks", "float16_error_bound", "preview_image", "render_position_map",
-           "storage_array", "PosmapSample", "make_posmap_sample", "identity_of", "split_of",
+           "storage_array", "PosmapSample", "make_posmap_sample", "projection_affine", "identity_of", "split_of",
            "DEFAULT_WEIGHT_LEVELS", "UVAssets", "build_uv_assets", "triangulate_mask",
            "uv_to_texels"]

@@ -21,20 +21,55 @@ from face3d_data.render import interpolate
 STORAGE_DTYPES = ("float32", "float16")
 
 
-def crop_vertices(vertices: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Map projected vertices (N, 3) canonical image frame into the crop: (N, 3) float32.
+def crop_vertices(vertices: np.ndarray, matrix: np.ndarray,
+                  projection: np.ndarray | None = None) -> np.ndarray:
+    """Map vertices into the crop: (N, 3) float32.
 
-    x, y go through the affine ``matrix`` (2, 3); z is multiplied by its scale ``sqrt(|det|)``.
+    Args:
+        vertices: (N, 3) projected vertices, canonical image frame (z larger = closer); or, with
+            ``projection``, model-space vertices.
+        matrix: (2, 3) affine source canonical pixels → crop pixels (:func:`crop_matrix`); x, y go
+            through it and z is multiplied by its scale ``sqrt(|det|)``.
+        projection: optional (3, 4) affine model space → source canonical frame
+            (:func:`face3d_data.posmap.sample.projection_affine`), applied first, in the same pass.
+
+    Returns:
+        (N, 3) float32 crop-frame positions (see :func:`apply_affine`).
     """
-    v = np.asarray(vertices, dtype=np.float64)
+    v = np.asarray(vertices)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must have shape (N, 3), got {v.shape}")
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (2, 3):
         raise ValueError(f"matrix must have shape (2, 3), got {m.shape}")
-    out = np.empty(v.shape, np.float32)
-    out[:, :2] = v[:, :2] @ m[:, :2].T + m[:, 2]
-    out[:, 2] = v[:, 2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
+    return apply_affine(v, crop_affine(m, projection), np.float32)
+
+
+def apply_affine(points: np.ndarray, affine: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """``points @ affine[:, :3].T + affine[:, 3]`` for (N, 3) points and a (3, 4) affine.
+
+    Evaluated in float64 one column at a time (no BLAS, so the result does not depend on the
+    thread count) and stored as ``dtype``.
+    """
+    columns = [points[:, j].astype(np.float64) for j in range(3)]
+    out = np.empty(points.shape, dtype)
+    for i in range(3):
+        out[:, i] = columns[0] * affine[i, 0] + columns[1] * affine[i, 1] \
+            + columns[2] * affine[i, 2] + affine[i, 3]
+    return out
+
+
+def crop_affine(matrix: np.ndarray, projection: np.ndarray | None = None) -> np.ndarray:
+    """(3, 4) float64 affine that :func:`crop_vertices` applies: ``projection`` (identity when
+    None) followed by the crop ``matrix`` on x, y and its scale on z."""
+    p = np.eye(3, 4) if projection is None else np.asarray(projection, dtype=np.float64)
+    if p.shape != (3, 4) or not np.all(np.isfinite(p)):
+        raise ValueError(f"projection must be a finite (3, 4) affine, got shape {p.shape}")
+    m = np.asarray(matrix, dtype=np.float64)
+    out = np.empty((3, 4))
+    out[:2] = m[:, :2] @ p[:2]
+    out[:2, 3] += m[:, 2]
+    out[2] = p[2] * np.sqrt(abs(np.linalg.det(m[:, :2])))
     return out
 
 

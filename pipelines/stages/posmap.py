@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 
 import numpy as np
 
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import load_npy, read_image, read_mat, save_npy, write_datalist, write_image
-from face3d_data.morphable.pose import project
 from face3d_data.posmap import (STORAGE_DTYPES, build_uv_assets, identity_of, make_posmap_sample,
-                                preview_image, split_of, storage_array)
+                                preview_image, projection_affine, split_of, storage_array)
 from pipelines.core import Item, Stage
 from pipelines.stages.uv_assets import check_levels, write_uv_assets
 
@@ -32,7 +31,7 @@ LABEL_SCHEMA = {"Pose_Para": (7,), "Shape_Para": (None,)}
 
 
 class PosmapResources:
-    """What every worker loads once: the model and its UV assets."""
+    """What every worker loads once: the model, its UV assets and a small vertex cache."""
 
     def __init__(self, cfg):
         from face3d_data.morphable import load_model
@@ -43,16 +42,56 @@ class PosmapResources:
                                           cfg.get("weight_levels") or {})
         except ValueError as exc:
             raise ConfigError(f"posmap: {exc}") from None
+        self.vertices = VertexCache(self.model)
 
 
-def model_vertices(model, fields: dict, path: str) -> np.ndarray:
-    """(N, 3) model-space vertices from a label file's ``Shape_Para`` / ``Exp_Para``."""
+class VertexCache:
+    """``model.vertices`` for the last few distinct coefficient sets of this process.
+
+    The views of one face (300W-LP's ``_k`` views, rotated copies) share ``Shape_Para`` and
+    ``Exp_Para`` and are consecutive in key order, so they reuse one evaluation of the
+    (3N × K) basis product, which is memory-bandwidth bound and the largest per-sample cost. The
+    key is the exact bytes of the coefficients, so a hit returns the array a miss would compute:
+    outputs do not depend on what was cached (item order, --jobs, backend, resume).
+    """
+
+    def __init__(self, model, size: int = 4):
+        self.model, self.size = model, size
+        self._entries: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self.hits = self.misses = 0
+
+    def __call__(self, fields: dict, path: str) -> np.ndarray:
+        """(N, 3) float32 model-space vertices (read-only) of a label file's coefficients."""
+        shape, exp = label_coefficients(self.model, fields, path)
+        key = b"%d:" % shape.size + shape.tobytes() + exp.tobytes()
+        vertices = self._entries.get(key)
+        if vertices is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return vertices
+        self.misses += 1
+        vertices = self.model.vertices(shape, exp if exp.size else None)
+        vertices.flags.writeable = False
+        self._entries[key] = vertices
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+        return vertices
+
+
+def label_coefficients(model, fields: dict, path: str) -> tuple[np.ndarray, np.ndarray]:
+    """(shape, exp) float64 vectors of a label file, checked against the model's mode counts."""
     shape = np.asarray(fields["Shape_Para"], np.float64).ravel()
     exp = np.asarray(fields.get("Exp_Para", np.zeros(0)), np.float64).ravel()
     if shape.size > model.n_shape or exp.size > model.n_exp:
         raise InputError(path, f"labels have {shape.size} shape / {exp.size} expression "
                                f"coefficients; model {model.name!r} has {model.n_shape} / "
                                f"{model.n_exp}")
+    return shape, exp
+
+
+def model_vertices(model, fields: dict, path: str) -> np.ndarray:
+    """(N, 3) float32 model-space vertices from a label file's ``Shape_Para`` / ``Exp_Para``."""
+    shape, exp = label_coefficients(model, fields, path)
     return model.vertices(shape, exp if exp.size else None)
 
 
@@ -101,11 +140,11 @@ class PosmapStage(Stage):
         res = ctx.resources
         image = read_image(item.inputs["image"])
         fields = read_mat(item.inputs["mat"], required=LABEL_SCHEMA, finite=("Exp_Para",))
-        vertices = model_vertices(res.model, fields, item.inputs["mat"])
+        vertices = res.vertices(fields, item.inputs["mat"])
         try:
-            projected = project(vertices, fields["Pose_Para"], image.shape[:2])
             sample = make_posmap_sample(
-                image, projected, res.model.landmarks, res.assets,
+                image, vertices, res.model.landmarks, res.assets,
+                projection=projection_affine(fields["Pose_Para"], image.shape[:2]),
                 rng=ctx.rng if cfg["jitter"] else None, scale=float(cfg["scale"]),
                 center_jitter=float(cfg["center_jitter"]),
                 size_jitter=tuple(float(v) for v in cfg["size_jitter"]))

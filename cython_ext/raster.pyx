@@ -7,8 +7,11 @@ These are the hot loops only. They trust their inputs: the Python wrappers in
 Semantics (see docs/rendering.md):
 
 - canonical image frame: pixel (x, y) is ``image[y, x]`` and is sampled at the integer point (x, y);
-- each triangle is set up once in float64: bounding box clipped in float64 before any integer
-  conversion, one reciprocal of the doubled area, three edge functions;
+- each vertex's first/last pixel column and row are computed once per call, clamped to the image
+  before any integer conversion; a triangle's clipped bounding box of pixel centres is then an
+  integer min/max of its vertices' (ceil and floor are monotone);
+- each triangle is set up once in float64: one reciprocal of the doubled area, three edge
+  functions;
 - the edge function of edge (a, b) at pixel p is cross(a - p, b - p), which swapping a and b
   negates exactly, so two triangles sharing an edge agree bit for bit on it; a pixel exactly on an
   edge belongs to the triangle whose interior lies to the edge's right (x larger), or below it
@@ -20,6 +23,7 @@ Semantics (see docs/rendering.md):
 
 from libc.math cimport floor
 from libc.stdint cimport intptr_t
+from libc.stdlib cimport free, malloc
 from cython.parallel cimport prange
 
 import numpy as np
@@ -51,24 +55,40 @@ cdef inline int _tie_inside(double ax, double ay, double bx, double by) noexcept
     return (nx > 0) | ((nx == 0) & (bx - ax > 0))
 
 
-cdef inline double _min3(double a, double b, double c) noexcept nogil:
-    cdef double m = a if a < b else b     # the (a < b) ? a : b form compiles to minsd
+cdef inline int _min3i(int a, int b, int c) noexcept nogil:
+    cdef int m = a if a < b else b
     return m if m < c else c
 
 
-cdef inline double _max3(double a, double b, double c) noexcept nogil:
-    cdef double m = a if a > b else b
+cdef inline int _max3i(int a, int b, int c) noexcept nogil:
+    cdef int m = a if a > b else b
     return m if m > c else c
-
-
-cdef inline int _ceil_nonneg(double v) noexcept nogil:
-    """ceil(v) for 0 <= v < 2**31."""
-    cdef int i = <int>v
-    return i + 1 if i < v else i
 
 
 cdef inline bint _finite(double v) noexcept nogil:
     return (v - v) == 0.0
+
+
+cdef inline void _centre_span(double v, int n, int* first, int* last) noexcept nogil:
+    """Pixel centres 0..n-1 at or after v (from ``first`` = ceil(v)) and at or before v (up to
+    ``last`` = floor(v)), clamped so that first is in [0, n] and last in [-1, n - 1].
+
+    ceil and floor are monotone, so a triangle's clipped bounding box of pixel centres is
+    max(0, ceil(min v)) = min of its vertices' ``first`` and min(n - 1, floor(max v)) = max of
+    their ``last``: integer min/max per triangle instead of float work. NaN gives (n, -1), which
+    never widens a box (such triangles are rejected later by the finite test).
+    """
+    cdef int i
+    if v >= 0 and v <= n - 1:
+        i = <int>v
+        first[0] = i + 1 if i < v else i
+        last[0] = i
+    elif v > n - 1:      # beyond the last centre, +inf included
+        first[0] = n; last[0] = n - 1
+    elif v < 0:          # before the first centre, -inf included
+        first[0] = 0; last[0] = -1
+    else:                # NaN
+        first[0] = n; last[0] = -1
 
 cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, double x1, double y1,
                               double z1, double x2, double y2, double z2, double inv_area,
@@ -109,53 +129,51 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
         barycentric[3 * p + k2] = <float>b2
 
 
-cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_triangles,
-                      int height, int width, int* triangle_id, float* barycentric,
-                      float* depth) noexcept nogil:
+cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
+                     Py_ssize_t n_triangles, int height, int width, int* triangle_id,
+                     float* barycentric, float* depth) noexcept nogil:
     """Z-buffer ``n_triangles`` triangles into buffers that the caller initialised.
 
     vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid;
     triangle_id: (H, W) int32 (-1 background); barycentric: (H, W, 3) float32; depth: (H, W)
-    float32 (-inf background).
+    float32 (-inf background). Returns 0, or -1 when the (N, 4) scratch cannot be allocated.
 
     Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
     pixel centre lies; ties (exactly 0) go by the top-left rule.
     """
-    cdef Py_ssize_t t
+    cdef Py_ssize_t t, v
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
-    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp
-    cdef double bx0, bx1, by0, by1, area2, inv_area
-    cdef double wmax = width - 1
-    cdef double hmax = height - 1
+    cdef const int* s0
+    cdef const int* s1
+    cdef const int* s2
+    cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp, area2, inv_area
+    # per vertex: first/last pixel column and first/last pixel row whose centre it bounds
+    cdef int* spans = <int*>malloc(<size_t>(n_vertices if n_vertices > 0 else 1) * 4 * sizeof(int))
+    if spans == NULL:
+        return -1
+    for v in range(n_vertices):
+        _centre_span(vertices[3 * v], width, &spans[4 * v], &spans[4 * v + 1])
+        _centre_span(vertices[3 * v + 1], height, &spans[4 * v + 2], &spans[4 * v + 3])
 
     for t in range(n_triangles):
         i0 = triangles[3 * t]
         i1 = triangles[3 * t + 1]
         i2 = triangles[3 * t + 2]
+        # bounding box of pixel centres, clipped to the image, in integers (see _centre_span)
+        s0 = spans + 4 * <Py_ssize_t>i0
+        s1 = spans + 4 * <Py_ssize_t>i1
+        s2 = spans + 4 * <Py_ssize_t>i2
+        px0 = _min3i(s0[0], s1[0], s2[0])
+        px1 = _max3i(s0[1], s1[1], s2[1])
+        py0 = _min3i(s0[2], s1[2], s2[2])
+        py1 = _max3i(s0[3], s1[3], s2[3])
+        if (px0 > px1) | (py0 > py1):
+            continue
+
         x0 = vertices[3 * i0]; y0 = vertices[3 * i0 + 1]
         x1 = vertices[3 * i1]; y1 = vertices[3 * i1 + 1]
         x2 = vertices[3 * i2]; y2 = vertices[3 * i2 + 1]
-
-        # bounding box of pixel centres, clipped in float64 before any integer conversion;
-        # a NaN coordinate either fails these comparisons or is caught by the finite test below
-        bx0 = _min3(x0, x1, x2)
-        bx1 = _max3(x0, x1, x2)
-        if not (bx0 <= wmax and bx1 >= 0):
-            continue
-        by0 = _min3(y0, y1, y2)
-        by1 = _max3(y0, y1, y2)
-        if not (by0 <= hmax and by1 >= 0):
-            continue
-        px0 = _ceil_nonneg(bx0 if bx0 > 0 else 0.0)
-        px1 = <int>(bx1 if bx1 < wmax else wmax)     # floor of a non-negative value
-        if px0 > px1:
-            continue
-        py0 = _ceil_nonneg(by0 if by0 > 0 else 0.0)
-        py1 = <int>(by1 if by1 < hmax else hmax)
-        if py0 > py1:
-            continue
-
         z0 = vertices[3 * i0 + 2]; z1 = vertices[3 * i1 + 2]; z2 = vertices[3 * i2 + 2]
         # one test for NaN/inf in any of the nine values (a sum of float32 values cannot overflow)
         if not _finite(((x0 + y0) + (x1 + y1)) + ((x2 + y2) + (z0 + (z1 + z2)))):
@@ -181,6 +199,8 @@ cdef void raster_mesh(const float* vertices, const int* triangles, Py_ssize_t n_
             for x in range(px0, px1 + 1):
                 _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, width, k1, k2,
                              triangle_id, barycentric, depth)
+    free(spans)
+    return 0
 
 
 cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,
@@ -260,9 +280,12 @@ def rasterize_into(const float[:, ::1] vertices, const int[:, ::1] triangles,
     cdef int w = triangle_id.shape[1]
     if m == 0 or h == 0 or w == 0:
         return
+    cdef int status
     with nogil:
-        raster_mesh(&vertices[0, 0], &triangles[0, 0], m, h, w, &triangle_id[0, 0],
-                    &barycentric[0, 0, 0], &depth[0, 0])
+        status = raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, w,
+                             &triangle_id[0, 0], &barycentric[0, 0, 0], &depth[0, 0])
+    if status != 0:
+        raise MemoryError("rasterize: cannot allocate the per-vertex scratch")
 
 
 def interpolate_into(const float[:, ::1] attributes, const int[:, ::1] triangles,
@@ -312,25 +335,32 @@ def rasterize_many(list vertices, list triangles, int[:, :, ::1] triangle_id,
     cdef cnp.ndarray[cnp.intp_t] tptr = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] aptr = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] mcount = np.zeros(nb, np.intp)
+    cdef cnp.ndarray[cnp.intp_t] ncount = np.zeros(nb, np.intp)
+    cdef int failed = 0
     for b in range(nb):
         vptr[b] = vertices[b].ctypes.data
         tptr[b] = triangles[b].ctypes.data
         mcount[b] = triangles[b].shape[0]
+        ncount[b] = vertices[b].shape[0]
         if attributes is not None:
             aptr[b] = attributes[b].ctypes.data
     cdef intptr_t* vp = <intptr_t*>vptr.data
     cdef intptr_t* tp = <intptr_t*>tptr.data
     cdef intptr_t* ap = <intptr_t*>aptr.data
     cdef intptr_t* mc = <intptr_t*>mcount.data
+    cdef intptr_t* nc = <intptr_t*>ncount.data
     cdef int* ids = &triangle_id[0, 0, 0]
     cdef float* bar = &barycentric[0, 0, 0, 0]
     cdef float* dep = &depth[0, 0, 0]
     cdef float* res = &out[0, 0, 0, 0] if channels > 0 else NULL
     for b in prange(nb, nogil=True, num_threads=num_threads, schedule="dynamic"):
         if mc[b] > 0:
-            raster_mesh(<const float*>vp[b], <const int*>tp[b], mc[b], h, w,
-                        ids + b * npix, bar + b * npix * 3, dep + b * npix)
+            if raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, w,
+                           ids + b * npix, bar + b * npix * 3, dep + b * npix) != 0:
+                failed += 1
         if channels > 0:
             interpolate_pixels(<const float*>ap[b], channels, <const int*>tp[b],
                                ids + b * npix, bar + b * npix * 3, npix, background,
                                res + b * npix * channels)
+    if failed:
+        raise MemoryError("rasterize_many: cannot allocate the per-vertex scratch")

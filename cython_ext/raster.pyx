@@ -90,15 +90,28 @@ cdef inline void _centre_span(double v, int n, int* first, int* last) noexcept n
     else:                # NaN
         first[0] = n; last[0] = -1
 
+cdef struct Target:
+    # where raster_mesh writes; every pointer but depth may be NULL (that output is skipped)
+    int width
+    float* depth               # (H, W) float32, initialised to -inf: the z-buffer itself
+    int* triangle_id           # (H, W) int32, initialised to -1
+    float* barycentric         # (H, W, 3) float32, initialised to 0
+    const int* triangles       # (M, 3) int32: the mesh, for the attribute rows
+    const float* attributes    # (N, C) float32 per-vertex attributes...
+    int channels
+    float* out                 # ...interpolated into (H, W, C) float32, initialised to background
+
+
 cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, double x1, double y1,
                               double z1, double x2, double y2, double z2, double inv_area,
-                              Py_ssize_t t, int width, int k1, int k2, int* triangle_id,
-                              float* barycentric, float* depth) noexcept nogil:
+                              Py_ssize_t t, int k1, int k2, const Target* dst) noexcept nogil:
     """Depth-test pixel centre (x, y) against a positively wound triangle (inv_area > 0).
 
     Edge function of edge (a, b) at p: cross(a - p, b - p) in float64; a pixel exactly on an edge
     (w == 0) belongs to the triangle by the top-left rule. k1, k2: where the weights of (swapped)
-    vertices 1 and 2 go in the pixel's barycentric triple.
+    vertices 1 and 2 go in the input vertex order. Attributes are interpolated with the
+    float32-rounded weights in float64, exactly as :func:`interpolate_pixels` does from a stored
+    raster, so fused and two-pass rendering agree bit for bit.
     """
     cdef double fx = x, fy = y
     cdef double dx0 = x0 - fx, dx1 = x1 - fx, dx2 = x2 - fx
@@ -108,7 +121,13 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
     cdef double w2 = dx0 * dy1 - dy0 * dx1
     cdef double b0, b1, b2
     cdef float zf
+    cdef float weight[3]
     cdef Py_ssize_t p
+    cdef int c
+    cdef const float* a0
+    cdef const float* a1
+    cdef const float* a2
+    cdef float* res
     if (w0 < 0) | (w1 < 0) | (w2 < 0):
         return
     if (w0 == 0) | (w1 == 0) | (w2 == 0):   # on an edge: the top-left rule decides
@@ -120,29 +139,42 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
     b1 = w1 * inv_area
     b2 = w2 * inv_area
     zf = <float>(b0 * z0 + b1 * z1 + b2 * z2)
-    p = <Py_ssize_t>y * width + x
-    if zf > depth[p]:
-        depth[p] = zf
-        triangle_id[p] = <int>t
-        barycentric[3 * p] = <float>b0
-        barycentric[3 * p + k1] = <float>b1
-        barycentric[3 * p + k2] = <float>b2
+    p = <Py_ssize_t>y * dst.width + x
+    if not (zf > dst.depth[p]):
+        return
+    dst.depth[p] = zf
+    weight[0] = <float>b0
+    weight[k1] = <float>b1
+    weight[k2] = <float>b2
+    if dst.triangle_id != NULL:
+        dst.triangle_id[p] = <int>t
+    if dst.barycentric != NULL:
+        dst.barycentric[3 * p] = weight[0]
+        dst.barycentric[3 * p + 1] = weight[1]
+        dst.barycentric[3 * p + 2] = weight[2]
+    if dst.out != NULL:
+        a0 = dst.attributes + <Py_ssize_t>dst.triangles[3 * t] * dst.channels
+        a1 = dst.attributes + <Py_ssize_t>dst.triangles[3 * t + 1] * dst.channels
+        a2 = dst.attributes + <Py_ssize_t>dst.triangles[3 * t + 2] * dst.channels
+        res = dst.out + p * dst.channels
+        for c in range(dst.channels):
+            res[c] = <float>(<double>weight[0] * a0[c] + <double>weight[1] * a1[c]
+                             + <double>weight[2] * a2[c])
 
 
 cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
-                     Py_ssize_t n_triangles, int height, int width, int* triangle_id,
-                     float* barycentric, float* depth) noexcept nogil:
-    """Z-buffer ``n_triangles`` triangles into buffers that the caller initialised.
+                     Py_ssize_t n_triangles, int height, const Target* dst) noexcept nogil:
+    """Z-buffer ``n_triangles`` triangles into the buffers of ``dst``, initialised by the caller.
 
-    vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid;
-    triangle_id: (H, W) int32 (-1 background); barycentric: (H, W, 3) float32; depth: (H, W)
-    float32 (-inf background). Returns 0, or -1 when the (N, 4) scratch cannot be allocated.
+    vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid; image
+    height x dst.width. Returns 0, or -1 when the (N, 4) scratch cannot be allocated.
 
     Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
     pixel centre lies; ties (exactly 0) go by the top-left rule.
     """
     cdef Py_ssize_t t, v
+    cdef int width = dst.width
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
     cdef const int* s0
     cdef const int* s1
@@ -192,13 +224,11 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
         inv_area = 1.0 / area2
         # most triangles of a dense face mesh have a single candidate pixel: skip the loops
         if (px0 == px1) & (py0 == py1):
-            _shade_pixel(px0, py0, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, width, k1, k2,
-                         triangle_id, barycentric, depth)
+            _shade_pixel(px0, py0, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, dst)
             continue
         for y in range(py0, py1 + 1):
             for x in range(px0, px1 + 1):
-                _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, width, k1, k2,
-                             triangle_id, barycentric, depth)
+                _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, dst)
     free(spans)
     return 0
 
@@ -272,18 +302,44 @@ cdef void sample_bilinear(const float* texture, int tex_h, int tex_w, int channe
 # ----------------------------------------------------------------------------------------------
 # Python entry points. Arguments are already validated (dtype, C order, shapes, index range).
 
+cdef Target _target(int width, float* depth, int* triangle_id, float* barycentric,
+                    const int* triangles, const float* attributes, int channels,
+                    float* out) noexcept nogil:
+    cdef Target dst
+    dst.width = width
+    dst.depth = depth
+    dst.triangle_id = triangle_id
+    dst.barycentric = barycentric
+    dst.triangles = triangles
+    dst.attributes = attributes
+    dst.channels = channels
+    dst.out = out if channels > 0 else NULL
+    return dst
+
+
 def rasterize_into(const float[:, ::1] vertices, const int[:, ::1] triangles,
-                   int[:, ::1] triangle_id, float[:, :, ::1] barycentric, float[:, ::1] depth):
-    """Z-buffer a mesh into initialised buffers (GIL released)."""
+                   float[:, ::1] depth, int[:, ::1] triangle_id=None,
+                   float[:, :, ::1] barycentric=None, const float[:, ::1] attributes=None,
+                   float[:, :, ::1] out=None):
+    """Z-buffer a mesh into initialised (H, W) buffers (GIL released).
+
+    depth is required; triangle_id / barycentric are filled when given; attributes (N, C) are
+    interpolated into out (H, W, C) (initialised to the background) when both are given.
+    """
     cdef Py_ssize_t m = triangles.shape[0]
-    cdef int h = triangle_id.shape[0]
-    cdef int w = triangle_id.shape[1]
+    cdef int h = depth.shape[0]
+    cdef int w = depth.shape[1]
+    cdef int channels = out.shape[2] if (out is not None and attributes is not None) else 0
     if m == 0 or h == 0 or w == 0:
         return
+    cdef Target dst = _target(
+        w, &depth[0, 0], &triangle_id[0, 0] if triangle_id is not None else NULL,
+        &barycentric[0, 0, 0] if barycentric is not None else NULL, &triangles[0, 0],
+        &attributes[0, 0] if channels > 0 else NULL, channels,
+        &out[0, 0, 0] if channels > 0 else NULL)
     cdef int status
     with nogil:
-        status = raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, w,
-                             &triangle_id[0, 0], &barycentric[0, 0, 0], &depth[0, 0])
+        status = raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, &dst)
     if status != 0:
         raise MemoryError("rasterize: cannot allocate the per-vertex scratch")
 
@@ -314,21 +370,21 @@ def sample_bilinear_into(const float[:, :, ::1] texture, const float[:, :, ::1] 
                         &coords[0, 0, 0], &valid[0, 0], n, background, &out[0, 0, 0])
 
 
-def rasterize_many(list vertices, list triangles, int[:, :, ::1] triangle_id,
-                   float[:, :, :, ::1] barycentric, float[:, :, ::1] depth,
-                   list attributes=None, float[:, :, :, ::1] out=None, float background=0.0,
-                   int num_threads=1):
+def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
+                   int[:, :, ::1] triangle_id=None, float[:, :, :, ::1] barycentric=None,
+                   list attributes=None, float[:, :, :, ::1] out=None, int num_threads=1):
     """Z-buffer B meshes into B images in parallel (OpenMP when compiled with it).
 
     vertices / triangles / attributes: lists of B validated C-contiguous arrays; the buffers are
-    stacked (B, H, W[, 3|C]) and initialised. When ``attributes`` is given (all with C channels),
-    ``out`` (B, H, W, C) receives the interpolated attributes.
+    stacked (B, H, W[, 3|C]) and initialised, and as in :func:`rasterize_into` only depth is
+    required. When ``attributes`` (all with C channels) and ``out`` (B, H, W, C) are given, the
+    attributes are interpolated into ``out`` during the z-buffer pass.
     """
     cdef Py_ssize_t nb = len(vertices), b
-    cdef int h = triangle_id.shape[1]
-    cdef int w = triangle_id.shape[2]
+    cdef int h = depth.shape[1]
+    cdef int w = depth.shape[2]
     cdef Py_ssize_t npix = <Py_ssize_t>h * w
-    cdef int channels = out.shape[3] if out is not None else 0
+    cdef int channels = out.shape[3] if (out is not None and attributes is not None) else 0
     if nb == 0 or npix == 0:
         return
     cdef cnp.ndarray[cnp.intp_t] vptr = np.zeros(nb, np.intp)
@@ -342,25 +398,25 @@ def rasterize_many(list vertices, list triangles, int[:, :, ::1] triangle_id,
         tptr[b] = triangles[b].ctypes.data
         mcount[b] = triangles[b].shape[0]
         ncount[b] = vertices[b].shape[0]
-        if attributes is not None:
+        if channels > 0:
             aptr[b] = attributes[b].ctypes.data
     cdef intptr_t* vp = <intptr_t*>vptr.data
     cdef intptr_t* tp = <intptr_t*>tptr.data
     cdef intptr_t* ap = <intptr_t*>aptr.data
     cdef intptr_t* mc = <intptr_t*>mcount.data
     cdef intptr_t* nc = <intptr_t*>ncount.data
-    cdef int* ids = &triangle_id[0, 0, 0]
-    cdef float* bar = &barycentric[0, 0, 0, 0]
     cdef float* dep = &depth[0, 0, 0]
+    cdef int* ids = &triangle_id[0, 0, 0] if triangle_id is not None else NULL
+    cdef float* bar = &barycentric[0, 0, 0, 0] if barycentric is not None else NULL
     cdef float* res = &out[0, 0, 0, 0] if channels > 0 else NULL
+    cdef Target dst
     for b in prange(nb, nogil=True, num_threads=num_threads, schedule="dynamic"):
         if mc[b] > 0:
-            if raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, w,
-                           ids + b * npix, bar + b * npix * 3, dep + b * npix) != 0:
+            dst = _target(w, dep + b * npix, ids + b * npix if ids != NULL else NULL,
+                          bar + b * npix * 3 if bar != NULL else NULL, <const int*>tp[b],
+                          <const float*>ap[b], channels,
+                          res + b * npix * channels if res != NULL else NULL)
+            if raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, &dst) != 0:
                 failed += 1
-        if channels > 0:
-            interpolate_pixels(<const float*>ap[b], channels, <const int*>tp[b],
-                               ids + b * npix, bar + b * npix * 3, npix, background,
-                               res + b * npix * channels)
     if failed:
         raise MemoryError("rasterize_many: cannot allocate the per-vertex scratch")

@@ -57,7 +57,7 @@ def rasterize(vertices, triangles, height: int, width: int) -> Raster:
     v = as_vertices(vertices)
     t = as_triangles(triangles, len(v))
     out = _empty_raster((as_size(height, "height"), as_size(width, "width")))
-    _raster.rasterize_into(v, t, *out)
+    _raster.rasterize_into(v, t, out.depth, out.triangle_id, out.barycentric)
     return out
 
 
@@ -104,9 +104,21 @@ def render_attributes(vertices, triangles, attributes, height: int, width: int,
         (H, W, C) float32.
     """
     v = as_vertices(vertices)
-    as_attributes(attributes, len(v))   # check rows before the (costlier) rasterisation
-    raster = rasterize(v, triangles, height, width)
-    return _interpolate(attributes, raster, triangles, background)
+    attr, flat = as_attributes(attributes, len(v))
+    out = _render_fused(v, as_triangles(triangles, len(v)), attr, height, width, background)[0]
+    return out[..., 0] if flat else out
+
+
+def _render_fused(v, t, attr, height, width, background):
+    """One z-buffer pass that interpolates ``attr`` (N, C) as it goes (no stored barycentrics).
+
+    Returns the (H, W, C) float32 image and the (H, W) float32 depth (-inf = not covered).
+    """
+    shape = (as_size(height, "height"), as_size(width, "width"))
+    depth = np.full(shape, -np.inf, np.float32)
+    out = np.full(shape + (attr.shape[1],), background, np.float32)
+    _raster.rasterize_into(v, t, depth, attributes=attr, out=out)
+    return out, depth
 
 
 def render_texture(vertices, triangles, uv, texture, height: int, width: int,
@@ -136,9 +148,8 @@ def render_texture(vertices, triangles, uv, texture, height: int, width: int,
         raise ValueError(f"texture: expected a non-empty (Ht, Wt, C) or (Ht, Wt) image, "
                          f"got {np.shape(texture)}")
     tex = np.ascontiguousarray(tex, dtype=np.float32)
-    raster = rasterize(v, triangles, height, width)
-    coords = np.ascontiguousarray(_interpolate(uv_arr, raster, triangles, 0.0))
-    valid = np.ascontiguousarray(raster.mask, dtype=np.int32)
+    coords, depth = _render_fused(v, as_triangles(triangles, len(v)), uv_arr, height, width, 0.0)
+    valid = (depth > -np.inf).astype(np.int32)   # covered: a triangle won the pixel
     out = np.empty(valid.shape + (tex.shape[2],), np.float32)
     _raster.sample_bilinear_into(tex, coords, valid, float(background), out)
     return out[..., 0] if flat else out
@@ -165,22 +176,29 @@ def _batch_inputs(meshes, with_attributes: bool):
 
 
 def _run_batch(verts, tris, attrs, height, width, background, num_threads):
-    raster = _empty_raster((len(verts), as_size(height, "height"), as_size(width, "width")))
-    channels = attrs[0].shape[1] if attrs else 0
-    out = np.empty(raster.triangle_id.shape + (channels,), np.float32) if attrs else None
+    """Z-buffer B meshes: a full :class:`Raster` without ``attrs``, else only the (B, H, W, C)
+    attribute images (interpolated during the z-buffer pass; the raster is then depth only)."""
+    shape = (len(verts), as_size(height, "height"), as_size(width, "width"))
     threads = as_threads(num_threads)
+    if attrs:
+        raster = Raster(None, None, np.full(shape, -np.inf, np.float32))
+        out = np.full(shape + (attrs[0].shape[1],), background, np.float32)
+    else:
+        raster, out = _empty_raster(shape), None
     if not verts:
         return raster, out
+
+    def part(b0, b1):
+        return dict(depth=raster.depth[b0:b1],
+                    triangle_id=None if attrs else raster.triangle_id[b0:b1],
+                    barycentric=None if attrs else raster.barycentric[b0:b1],
+                    attributes=attrs[b0:b1] if attrs else None,
+                    out=out[b0:b1] if attrs else None)
     if _raster.HAVE_OPENMP or threads == 1:
-        _raster.rasterize_many(verts, tris, *raster, attributes=attrs or None, out=out,
-                               background=float(background), num_threads=threads)
+        _raster.rasterize_many(verts, tris, **part(0, len(verts)), num_threads=threads)
     else:   # no OpenMP: the kernels release the GIL, so plain threads run in parallel
         def one(b):
-            _raster.rasterize_many(verts[b:b + 1], tris[b:b + 1], raster.triangle_id[b:b + 1],
-                                   raster.barycentric[b:b + 1], raster.depth[b:b + 1],
-                                   attributes=attrs[b:b + 1] or None,
-                                   out=None if out is None else out[b:b + 1],
-                                   background=float(background), num_threads=1)
+            _raster.rasterize_many(verts[b:b + 1], tris[b:b + 1], **part(b, b + 1), num_threads=1)
         with ThreadPoolExecutor(threads) as pool:
             list(pool.map(one, range(len(verts))))
     return raster, out

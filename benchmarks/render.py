@@ -4,7 +4,7 @@ Times rasterize, render_attributes (3 float channels), PNCC and a 256x256 UV pos
 face-like meshes of the sizes of the BFM no-neck (38,416 vertices / 76,050 triangles) and full
 (53,361 / 105,800) topologies, at 120², 256² and 450², single-threaded, then batched throughput
 on 1 thread and on every core. Ratios are against the numpy reference of tests/ measured in the
-same run. Set FACE3D_RENDER_ANCHORS to a folder holding built face3d ``mesh_core_cython*.so``
+same run, and against each anchor: ours and the anchor are timed in turn within every round. Set FACE3D_RENDER_ANCHORS to a folder holding built face3d ``mesh_core_cython*.so``
 and/or 3DDFA_V2 ``Sim3DR_Cython*.so`` to time them on the same meshes (skipped otherwise).
 
     python benchmarks/render.py [--repeats 15] [--quick]
@@ -53,13 +53,21 @@ def face_mesh(grid: int, size: int):
 
 
 def best_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    return interleaved_best_ms({"fn": fn}, repeats)["fn"]
+
+
+def interleaved_best_ms(fns: dict, repeats: int) -> dict:
+    """{label: min ms over ``repeats`` rounds}; each round times every callable once, in turn,
+    so that load from other processes on a shared machine hits all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return min(times) * 1e3
+    best = {label: float("inf") for label in fns}
+    for _ in range(repeats):
+        for label, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[label] = min(best[label], time.perf_counter() - t0)
+    return {label: t * 1e3 for label, t in best.items()}
 
 
 def load_anchors():
@@ -113,21 +121,28 @@ def anchor_calls(anchors, image, tris, colors, h, w):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=15, help="timed runs per case (min is kept)")
+    parser.add_argument("--repeats", type=int, default=15, help="timed rounds per case (min is kept)")
     parser.add_argument("--quick", action="store_true", help="256² only, 38k-vertex mesh only")
     parser.add_argument("--batch", type=int, default=32, help="images per batched call")
     args = parser.parse_args(argv)
     anchors = load_anchors()
     print(f"anchors: {', '.join(anchors) or 'none (set FACE3D_RENDER_ANCHORS)'}; "
-          f"cores available: {as_threads(None)}")
+          f"cores available: {as_threads(None)}; every ms is the min of {args.repeats} rounds, "
+          f"ours and the anchors timed in turn within each round")
     meshes = [("38k/76k", 196)] + ([] if args.quick else [("53k/106k", 231)])
     sizes = [256] if args.quick else [120, 256, 450]
-    print(f"{'mesh':9} {'size':>4} {'operation':22} {'ms':>8} {'img/s':>8} {'vs numpy':>9} {'vs ours':>8}")
+    print(f"{'mesh':9} {'size':>4} {'operation':24} {'ms':>8} {'img/s':>8} {'vs numpy':>9}")
+    ratios = []
 
-    def row(mesh, size, op, ms, numpy_ms=None, ours_ms=None):
+    def row(mesh, size, op, ms, numpy_ms=None):
         ratio = f"{numpy_ms / ms:8.1f}x" if numpy_ms else ""
-        rel = f"{ms / ours_ms:7.2f}x" if ours_ms else ""
-        print(f"{mesh:9} {size:>4} {op:22} {ms:8.3f} {1e3 / ms:8.0f} {ratio:>9} {rel:>8}", flush=True)
+        print(f"{mesh:9} {size:>4} {op:24} {ms:8.3f} {1e3 / ms:8.0f} {ratio:>9}", flush=True)
+
+    def compare(mesh, size, op, ours_label, timed):
+        for label, ms in timed.items():
+            if label != ours_label:
+                ratios.append(f"{mesh:9} {size:>4} {op:9} ours {timed[ours_label]:6.3f} ms vs "
+                              f"{label.split(':')[1]:7} {ms:6.3f} ms: {ms / timed[ours_label]:5.2f}x")
 
     for label, grid in meshes:
         for size in sizes:
@@ -135,19 +150,21 @@ def main(argv=None):
             code = ncc_code(model)
             colors = np.ascontiguousarray(code * 255, dtype=np.float32)
             numpy_ms = best_ms(lambda: reference_rasterize(image, tris, size, size), 1)
-            ours_z = best_ms(lambda: rasterize(image, tris, size, size), args.repeats)
             row(label, size, "numpy reference", numpy_ms, numpy_ms)
-            row(label, size, "rasterize", ours_z, numpy_ms)
-            ours_c = best_ms(lambda: render_attributes(image, tris, colors, size, size), args.repeats)
-            row(label, size, "render_attributes C=3", ours_c, numpy_ms)
-            ours_p = best_ms(lambda: render_pncc(image, tris, code, size, size), args.repeats)
-            row(label, size, "pncc", ours_p, numpy_ms)
-            for name, fn in anchor_calls(anchors, image, tris, colors, size, size).items():
-                ours = {"zbuffer": ours_z, "colors": ours_c, "pncc": ours_p}[name.split(":")[0]]
-                row(label, size, name, best_ms(fn, args.repeats), numpy_ms, ours)
+            anchor = anchor_calls(anchors, image, tris, colors, size, size)
+            for op, ours_label, ours in (
+                    ("zbuffer", "rasterize", lambda: rasterize(image, tris, size, size)),
+                    ("colors", "render_attributes C=3",
+                     lambda: render_attributes(image, tris, colors, size, size)),
+                    ("pncc", "pncc", lambda: render_pncc(image, tris, code, size, size))):
+                fns = {ours_label: ours}
+                fns.update({k: f for k, f in anchor.items() if k.startswith(op + ":")})
+                timed = interleaved_best_ms(fns, args.repeats)
+                for name, ms in timed.items():
+                    row(label, size, name, ms, numpy_ms)
+                compare(label, size, op, ours_label, timed)
         model, image, tris, uv = face_mesh(grid, 256)
-        ms = best_ms(lambda: render_uv(uv, tris, image, 256, 256), args.repeats)
-        row(label, 256, "UV position map", ms)
+        fns = {"UV position map": lambda: render_uv(uv, tris, image, 256, 256)}
         if "face3d" in anchors:
             uv3 = np.concatenate([uv, np.zeros((len(uv), 1), np.float32)], 1)
             m = anchors["face3d"]
@@ -156,22 +173,30 @@ def main(argv=None):
                 m.render_colors_core(np.zeros((256, 256, 3), np.float32), uv3, tris, image,
                                      np.zeros((256, 256), np.float32) - 999999.0,
                                      len(uv3), len(tris), 256, 256, 3)
-            row(label, 256, "UV posmap:face3d", best_ms(f3_uv, args.repeats), None, ms)
+            fns["UV posmap:face3d"] = f3_uv
+        timed = interleaved_best_ms(fns, args.repeats)
+        for name, ms in timed.items():
+            row(label, 256, name, ms)
+        compare(label, 256, "UV posmap", "UV position map", timed)
+
+    if ratios:
+        print("\nspeed-up of ours over each anchor (anchor ms / our ms; same mesh, same run):")
+        print("\n".join("  " + r for r in ratios))
 
     model, image, tris, uv = face_mesh(196, 256)
     code = ncc_code(model)
     batch = [(image, tris, code)] * args.batch
     threads = as_threads(None)
-    print(f"\nbatched render_attributes, {args.batch} x 256², 38k/76k mesh:")
-    one = best_ms(lambda: render_attributes_batch(batch, 256, 256, num_threads=1), max(3, args.repeats // 3))
-    print(f"  1 thread : {args.batch * 1e3 / one:8.0f} images/s")
-    many = best_ms(lambda: render_attributes_batch(batch, 256, 256, num_threads=threads),
-                   max(3, args.repeats // 3))
-    print(f"  {threads} threads: {args.batch * 1e3 / many:8.0f} images/s  ({one / many:.2f}x)")
-    zb1 = best_ms(lambda: rasterize_batch([b[:2] for b in batch], 256, 256, num_threads=1), 3)
-    zbn = best_ms(lambda: rasterize_batch([b[:2] for b in batch], 256, 256, num_threads=threads), 3)
-    print(f"  rasterize_batch: 1 thread {args.batch * 1e3 / zb1:.0f} images/s, "
-          f"{threads} threads {args.batch * 1e3 / zbn:.0f} images/s ({zb1 / zbn:.2f}x)")
+    rounds = max(3, args.repeats // 3)
+    print(f"\nbatched, {args.batch} x 256², 38k/76k mesh, 1 vs {threads} threads timed in turn, "
+          f"min of {rounds} (on a shared machine other processes take cores too):")
+    for name, fn in (("render_attributes_batch", render_attributes_batch),
+                     ("rasterize_batch", lambda b, *a, **k: rasterize_batch([m[:2] for m in b], *a, **k))):
+        timed = interleaved_best_ms({n: (lambda n=n: fn(batch, 256, 256, num_threads=n))
+                                     for n in sorted({1, threads})}, rounds)
+        one, many = timed[1], timed[threads]
+        print(f"  {name:24}: 1 thread {args.batch * 1e3 / one:6.0f} images/s, {threads} threads "
+              f"{args.batch * 1e3 / many:6.0f} images/s ({one / many:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,11 @@ cdef inline int _tie_inside(double ax, double ay, double bx, double by) noexcept
     return (nx > 0) | ((nx == 0) & (bx - ax > 0))
 
 
+cdef inline double _min3(double a, double b, double c) noexcept nogil:
+    cdef double m = a if a < b else b
+    return m if m < c else c
+
+
 cdef inline int _min3i(int a, int b, int c) noexcept nogil:
     cdef int m = a if a < b else b
     return m if m < c else c
@@ -119,7 +124,7 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
     cdef double w0 = dx1 * dy2 - dy1 * dx2
     cdef double w1 = dx2 * dy0 - dy2 * dx0
     cdef double w2 = dx0 * dy1 - dy0 * dx1
-    cdef double b0, b1, b2
+    cdef double w_min, b0, b1, b2
     cdef float zf
     cdef float weight[3]
     cdef Py_ssize_t p
@@ -128,9 +133,10 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
     cdef const float* a1
     cdef const float* a2
     cdef float* res
-    if (w0 < 0) | (w1 < 0) | (w2 < 0):
+    w_min = _min3(w0, w1, w2)   # one branch instead of three (vertices are finite here)
+    if w_min < 0:
         return
-    if (w0 == 0) | (w1 == 0) | (w2 == 0):   # on an edge: the top-left rule decides
+    if w_min == 0:   # on an edge: the top-left rule decides
         if ((w0 == 0) & (not _tie_inside(x1, y1, x2, y2))) \
                 | ((w1 == 0) & (not _tie_inside(x2, y2, x0, y0))) \
                 | ((w2 == 0) & (not _tie_inside(x0, y0, x1, y1))):

@@ -66,6 +66,7 @@ setup(
         "dlib-bin>=19.24",
         "face_recognition_models>=0.3.0",
         "joblib>=1.4",
+        "threadpoolctl>=3.1",
         "pandas>=1.5",
         "pyarrow>=10",
         "pyyaml>=6",

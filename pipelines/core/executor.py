@@ -1,7 +1,9 @@
 """Run items in parallel: serial, joblib (loky processes or threads), Dask or Ray.
 
 Every backend calls the same picklable :func:`execute_item` and yields its result records as they
-complete. Results never depend on the backend: seeds come from item keys.
+complete. Results never depend on the backend: seeds come from item keys, and BLAS runs
+single-threaded inside every item (a multi-threaded BLAS splits sums differently, which changes
+float results in the last bits, and parallelism comes from running items side by side anyway).
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from pipelines.core.stage import Context, Item
 BACKENDS = ("loky", "threading", "dask", "ray")
 
 _RESOURCES: dict[tuple, object] = {}
+_BLAS_PINNED = False
+
+
+def _pin_blas_in_worker() -> None:
+    """Limit BLAS/OpenMP pools to one thread for the rest of this worker process (once)."""
+    global _BLAS_PINNED
+    if not _BLAS_PINNED:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=1)
+        _BLAS_PINNED = True
 
 
 def load_stage_class(path: str):
@@ -43,6 +56,8 @@ def execute_item(task: dict) -> dict:
     ``task`` holds: ``stage_class`` ("module:Class"), ``cfg``, ``fingerprint``, ``out_dir``,
     ``item`` (key, inputs), ``seed``, ``options``.
     """
+    if task.get("pin_blas"):
+        _pin_blas_in_worker()
     stage = load_stage_class(task["stage_class"])()
     item = Item(task["key"], task["inputs"])
     cfg = task["cfg"]
@@ -84,16 +99,32 @@ def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None)
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not tasks:
         return iter(())
+    if backend == "threading" or (backend == "loky" and jobs == 1):
+        return _run_in_process(tasks, jobs)
+    for task in tasks:  # worker processes pin their own BLAS pools
+        task["pin_blas"] = True
     if backend == "dask":
         return _run_dask(tasks, jobs, scheduler)
     if backend == "ray":
         return _run_ray(tasks, jobs, scheduler)
-    if jobs == 1:
-        return (execute_item(t) for t in tasks)
     from joblib import Parallel, delayed
 
-    parallel = Parallel(n_jobs=jobs, backend=backend, return_as="generator_unordered")
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     return iter(parallel(delayed(execute_item)(t) for t in tasks))
+
+
+def _run_in_process(tasks: list[dict], jobs: int) -> Iterator[dict]:
+    """Serial or thread-pool execution in this process, with BLAS single-threaded meanwhile."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        if jobs == 1:
+            yield from map(execute_item, tasks)
+            return
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=jobs, backend="threading", return_as="generator_unordered")
+        yield from parallel(delayed(execute_item)(t) for t in tasks)
 
 
 def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[dict]:

@@ -33,6 +33,9 @@ def stack_faces(vertices, triangles, attributes=None):
     faces = [vertices] if np.ndim(vertices) == 2 else list(vertices)
     faces = [as_vertices(v, f"vertices[{i}]") for i, v in enumerate(faces)]
     n = len(faces[0]) if faces else 0
+    if len(faces) == 1:  # one face: nothing to merge, no copies
+        attr = None if attributes is None else as_attributes(attributes, n)[0]
+        return faces[0], as_triangles(triangles, n), attr
     if any(len(v) != n for v in faces):
         raise ValueError("vertices: every face must have the same number of vertices")
     tri = as_triangles(triangles, n)
@@ -272,5 +275,6 @@ def render_uv(uv, triangles, attributes, height: int, width: int, background: fl
     uv_arr, _ = as_attributes(uv, np.shape(uv)[0] if np.ndim(uv) else 0, "uv")
     if uv_arr.shape[1] != 2:
         raise ValueError(f"uv: expected shape (N, 2), got {np.shape(uv)}")
-    flat = np.concatenate([uv_arr, np.zeros((len(uv_arr), 1), np.float32)], 1)
+    flat = np.zeros((len(uv_arr), 3), np.float32)
+    flat[:, :2] = uv_arr
     return render_attributes(flat, triangles, attributes, height, width, background)

@@ -59,3 +59,34 @@ class PairStage(Stage):
 
     def preview(self, record, cfg, ctx):
         return read_image(ctx.path(record["outputs"][0]))
+
+
+class BatchedPairStage(PairStage):
+    """PairStage that synthesises a whole batch with one matrix product (batch_size 4).
+
+    A GEMM row's last bits depend on the batch it is computed in, so byte-identical outputs
+    across jobs, backends, shards and resumes prove the runner keeps batch composition fixed.
+    """
+
+    name = "pairs_batched"
+    batch_size = 4
+
+    def process_batch(self, items, cfg, ctxs):
+        results, good = [None] * len(items), []
+        for i, item in enumerate(items):
+            try:
+                labels = read_mat(item.inputs["mat"], required=LABELS)
+                image = read_image(item.inputs["image"])
+                good.append((i, image, np.squeeze(labels["Shape_Para"]).astype(np.float32)))
+            except Exception as exc:
+                results[i] = exc
+        if good:
+            synthesized = np.stack([g[2] for g in good]) @ _basis().T
+            for (i, image, _), row in zip(good, synthesized):
+                item, ctx = items[i], ctxs[i]
+                out_img = ctx.path(item.key + "_out.png")
+                out_npy = ctx.path(item.key + "_pose.npy")
+                write_image(out_img, np.ascontiguousarray(image[:, ::-1]) // 2)
+                save_npy(out_npy, np.concatenate([ctx.rng.normal(size=7), row]))
+                results[i] = {"outputs": [ctx.relative(out_img), ctx.relative(out_npy)]}
+        return results

@@ -1,6 +1,6 @@
 """Run items in parallel: serial, joblib (loky processes or threads), Dask or Ray.
 
-Every backend calls the same picklable :func:`execute_item` and yields its result records as they
+Every backend calls the same picklable :func:`execute_task` and yields its result records as they
 complete. Results never depend on the backend: seeds come from item keys, and BLAS runs
 single-threaded inside every item (a multi-threaded BLAS splits sums differently, which changes
 float results in the last bits, and parallelism comes from running items side by side anyway).
@@ -50,35 +50,51 @@ def stage_resources(stage, cfg: dict, fingerprint: str):
     return _RESOURCES[key]
 
 
-def execute_item(task: dict) -> dict:
-    """Process one item; never raises for a bad item (returns a failure record instead).
+def execute_task(task: dict) -> list[dict]:
+    """Process one batch of items (usually one); never raises for a bad item.
 
     ``task`` holds: ``stage_class`` ("module:Class"), ``cfg``, ``fingerprint``, ``out_dir``,
-    ``item`` (key, inputs), ``seed``, ``options``.
+    ``options`` and ``items`` (each with ``key``, ``inputs``, ``seed``). Returns one record per
+    item: ``status`` "ok" with its ``outputs`` and the stage's columns, or "failed" with
+    ``error_class`` and ``message``.
     """
     if task.get("pin_blas"):
         _pin_blas_in_worker()
     stage = load_stage_class(task["stage_class"])()
-    item = Item(task["key"], task["inputs"])
     cfg = task["cfg"]
-    ctx = Context(stage=stage.name, out_dir=task["out_dir"], seed=task["seed"],
-                  rng=np.random.default_rng(task["seed"]), key=item.key, options=task["options"],
-                  _resources=lambda: stage_resources(stage, cfg, task["fingerprint"]))
+    resources = lambda: stage_resources(stage, cfg, task["fingerprint"])  # noqa: E731
+    items = [Item(t["key"], t["inputs"]) for t in task["items"]]
+    ctxs = [Context(stage=stage.name, out_dir=task["out_dir"], seed=t["seed"],
+                    rng=np.random.default_rng(t["seed"]), key=t["key"], options=task["options"],
+                    _resources=resources) for t in task["items"]]
     start = time.perf_counter()
-    record = {"key": item.key, "inputs": item.inputs, "seed": task["seed"],
-              "config_hash": task["fingerprint"]}
     try:
-        result = stage.process(item, cfg, ctx) or {}
+        results = stage.process_batch(items, cfg, ctxs)
+        if len(results) != len(items):
+            raise RuntimeError(f"stage {stage.name}: process_batch returned {len(results)} "
+                               f"results for {len(items)} items")
+    except Exception as exc:  # the whole batch failed: every item reports it
+        results = [exc] * len(items)
+    seconds = round((time.perf_counter() - start) / max(1, len(items)), 6)
+    return [_record(stage, item, ctx, result, task["fingerprint"], seconds)
+            for item, ctx, result in zip(items, ctxs, results)]
+
+
+def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: float) -> dict:
+    record = {"key": item.key, "inputs": item.inputs, "seed": ctx.seed, "config_hash": fingerprint}
+    if not isinstance(result, Exception):
+        result = dict(result or {})
         outputs = [str(p) for p in result.pop("outputs", [])]
         missing = [p for p in outputs if not os.path.exists(os.path.join(ctx.out_dir, p))]
         if missing:
-            raise RuntimeError(f"stage {stage.name} reported outputs it did not write: {missing[:3]}")
-        record.update(result)
-        record.update(status="ok", outputs=outputs)
-    except Exception as exc:  # a bad item must never stop the run
-        record.update(status="failed", outputs=[], error_class=type(exc).__name__,
-                      message=_message(exc, item))
-    record["seconds"] = round(time.perf_counter() - start, 6)
+            result = RuntimeError(f"stage {stage.name} reported outputs it did not write: {missing[:3]}")
+        else:
+            record.update(result)
+            record.update(status="ok", outputs=outputs)
+    if isinstance(result, Exception):
+        record.update(status="failed", outputs=[], error_class=type(result).__name__,
+                      message=_message(result, item))
+    record["seconds"] = seconds
     return record
 
 
@@ -93,8 +109,8 @@ def _message(exc: Exception, item: Item) -> str:
     return f"{inputs}: {type(exc).__name__}: {exc}{where}"
 
 
-def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None) -> Iterator[dict]:
-    """Yield result records for ``tasks`` as they complete."""
+def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None) -> Iterator[list[dict]]:
+    """Yield each task's result records (a list per task) as tasks complete."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not tasks:
@@ -110,24 +126,24 @@ def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None)
     from joblib import Parallel, delayed
 
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    return iter(parallel(delayed(execute_item)(t) for t in tasks))
+    return iter(parallel(delayed(execute_task)(t) for t in tasks))
 
 
-def _run_in_process(tasks: list[dict], jobs: int) -> Iterator[dict]:
+def _run_in_process(tasks: list[dict], jobs: int) -> Iterator[list[dict]]:
     """Serial or thread-pool execution in this process, with BLAS single-threaded meanwhile."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
         if jobs == 1:
-            yield from map(execute_item, tasks)
+            yield from map(execute_task, tasks)
             return
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=jobs, backend="threading", return_as="generator_unordered")
-        yield from parallel(delayed(execute_item)(t) for t in tasks)
+        yield from parallel(delayed(execute_task)(t) for t in tasks)
 
 
-def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[dict]:
+def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[list[dict]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
@@ -140,12 +156,12 @@ def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[d
                 n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=40))
             client = stack.enter_context(Client(cluster))
-        futures = client.map(execute_item, tasks, pure=False)
+        futures = client.map(execute_task, tasks, pure=False)
         for future in as_completed(futures):
             yield future.result()
 
 
-def _run_ray(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[dict]:
+def _run_ray(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[list[dict]]:
     try:
         import ray
     except ImportError:
@@ -154,7 +170,7 @@ def _run_ray(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[di
     if started:
         ray.init(address=scheduler, num_cpus=None if scheduler else jobs, log_to_driver=False)
     try:
-        remote = ray.remote(execute_item)
+        remote = ray.remote(execute_task)
         pending = [remote.remote(t) for t in tasks]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

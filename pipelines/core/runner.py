@@ -103,8 +103,11 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
         raise ConfigError(f"{stage.name}: duplicate item keys {dupes}")
     if options.limit is not None:
         items = items[:max(0, options.limit)]
+    size = max(1, int(stage.batch_size))
     index, count = options.shard
-    items = [it for it in items if in_shard(it.key, index, count)]
+    batches = [batch for batch in (items[i:i + size] for i in range(0, len(items), size))
+               if in_shard(batch[0].key, index, count)]
+    items = [it for batch in batches for it in batch]
 
     os.makedirs(out_dir, exist_ok=True)
     suffix = _suffix(options.shard)
@@ -112,26 +115,33 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     previous = {} if options.overwrite else journal.load()
     done = {it.key: previous[it.key] for it in items
             if is_complete(previous.get(it.key), fingerprint, out_dir)}
-    pending = [it for it in items if it.key not in done]
+    # A batch with any unfinished item is redone whole, so its composition (and bytes) never change.
+    pending = [batch for batch in batches if any(it.key not in done for it in batch)]
+    for batch in pending:
+        for it in batch:
+            done.pop(it.key, None)
     stage_class = f"{type(stage).__module__}:{type(stage).__qualname__}"
     tasks = [{"stage_class": stage_class, "cfg": cfg, "fingerprint": fingerprint,
-              "out_dir": out_dir, "key": it.key, "inputs": dict(it.inputs),
-              "seed": item_seed(options.seed, stage.name, it.key), "options": runner_options}
-             for it in pending]
+              "out_dir": out_dir, "options": runner_options,
+              "items": [{"key": it.key, "inputs": dict(it.inputs),
+                         "seed": item_seed(options.seed, stage.name, it.key)} for it in batch]}
+             for batch in pending]
+    n_pending = sum(len(batch) for batch in pending)
 
     records = dict(done)
     failures: list[dict] = []
     journal.open(truncate=options.overwrite)
-    bar = _progress(stage.name, len(tasks), options.quiet)
+    bar = _progress(stage.name, n_pending, options.quiet)
     try:
-        for record in run_tasks(tasks, options.backend, jobs, options.scheduler):
-            if record["status"] == "ok":
-                journal.append(record)
-                records[record["key"]] = record
-            else:
-                failures.append(record)
+        for batch_records in run_tasks(tasks, options.backend, jobs, options.scheduler):
+            for record in batch_records:
+                if record["status"] == "ok":
+                    journal.append(record)
+                    records[record["key"]] = record
+                else:
+                    failures.append(record)
             if bar is not None:
-                bar.update(1)
+                bar.update(len(batch_records))
                 if failures:
                     bar.set_postfix(failed=len(failures))
     finally:
@@ -148,7 +158,7 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     write_failures(failures_path, stage.name, failures)
     preview = _write_preview(stage, cfg, base_ctx, ok_records, suffix)
     summary = RunSummary(stage=stage.name, out_dir=out_dir, total=len(items),
-                         processed=len(tasks) - len(failures), skipped=len(done),
+                         processed=n_pending - len(failures), skipped=len(done),
                          failed=len(failures), seconds=time.perf_counter() - started,
                          manifest=manifest, failures=failures_path if failures else None,
                          preview=preview, records=ok_records + failures)

@@ -79,12 +79,22 @@ class Stage:
       are the manifest rows of the successful items (dicts with ``key``, ``inputs``, ``outputs``...).
     - ``preview(record, cfg, ctx) -> RGB uint8 | None`` (optional): one tile of ``preview.png``.
     - ``check_config(cfg)`` (optional): raise :class:`face3d_data.errors.ConfigError` early.
+    - ``process_batch(items, cfg, ctxs) -> list[dict | Exception]`` (optional, with
+      ``batch_size > 1``): do several items at once (e.g. one matrix product for all of them);
+      one result or exception per item, in order.
+
+    Batches are fixed runs of ``batch_size`` consecutive keys of the sorted item list, so a batch's
+    composition never depends on ``--jobs``, the backend, ``--shard`` (a shard takes whole batches)
+    or resuming (a batch with any unfinished item is redone whole, giving the same bytes). Only
+    ``--limit`` can shorten the last batch.
     """
 
     name: str = ""
     summary: str = ""
     #: number of tiles in preview.png
     preview_count: int = 16
+    #: items per call of ``process_batch``
+    batch_size: int = 1
 
     def check_config(self, cfg: dict) -> None:
         pass
@@ -97,6 +107,15 @@ class Stage:
 
     def process(self, item: Item, cfg: dict, ctx: Context) -> dict:
         raise NotImplementedError
+
+    def process_batch(self, items: list[Item], cfg: dict, ctxs: list[Context]) -> list:
+        results = []
+        for item, ctx in zip(items, ctxs):
+            try:
+                results.append(self.process(item, cfg, ctx))
+            except Exception as exc:  # reported per item by the runner
+                results.append(exc)
+        return results
 
     def finish(self, cfg: dict, ctx: Context, records: list[dict]) -> None:
         pass

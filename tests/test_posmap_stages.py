@@ -175,23 +175,21 @@ def test_uv_assets_stage_is_deterministic(dataset, tmp_path):
     np.testing.assert_array_equal(decode_landmarks(pos, kpt), pos[kpt[1], kpt[0]])
 
 
-def test_vertex_cache_reuses_only_identical_coefficients(dataset):
-    from pipelines.stages.posmap import VertexCache, model_vertices
+def test_batch_vertices_dedupes_and_matches_the_model(dataset):
+    from pipelines.stages.posmap import batch_vertices, label_coefficients
 
     model = dataset["model"]
-    cache = VertexCache(model, size=2)
     a = {"Shape_Para": np.arange(6.0).reshape(6, 1) * 1e3, "Exp_Para": np.ones((3, 1))}
     b = {"Shape_Para": a["Shape_Para"], "Exp_Para": np.nextafter(a["Exp_Para"], 2)}
-    first = cache(a, "a.mat")
-    assert cache(dict(a), "a.mat") is first and (cache.hits, cache.misses) == (1, 1)
-    np.testing.assert_array_equal(first, model_vertices(model, a, "a.mat"))
-    assert not first.flags.writeable
-    other = cache(b, "b.mat")  # one float64 ulp apart: still a different entry
-    assert cache.misses == 2 and other is not first
-    np.testing.assert_array_equal(other, model_vertices(model, b, "b.mat"))
-    for i in range(2):  # evicts the oldest entries
-        cache({"Shape_Para": np.full((6, 1), float(i))}, "c.mat")
-    cache(a, "a.mat")
-    assert cache.misses == 5
+    coeffs = [label_coefficients(model, f, "x.mat") for f in (a, b, a)]
+    out = batch_vertices(model, coeffs)
+    assert out[0] is not out[1] and np.array_equal(out[0], out[2])  # one ulp apart: distinct rows
+    assert not out[0].flags.writeable
+    for vertices, (shape, exp) in zip(out, coeffs):
+        expected = (model.mean.astype(np.float64)
+                    + np.einsum("nck,k->nc", model.shape_basis[..., :shape.size].astype(np.float64), shape)
+                    + np.einsum("nck,k->nc", model.exp_basis[..., :exp.size].astype(np.float64), exp))
+        np.testing.assert_allclose(vertices, expected, rtol=1e-5, atol=1e-2)
+    assert batch_vertices(model, []) == []
     with pytest.raises(InputError, match="coefficients"):
-        cache({"Shape_Para": np.zeros((7, 1))}, "d.mat")
+        label_coefficients(model, {"Shape_Para": np.zeros((model.n_shape + 1, 1))}, "d.mat")

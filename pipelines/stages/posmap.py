@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 
 import numpy as np
 
@@ -31,7 +31,7 @@ LABEL_SCHEMA = {"Pose_Para": (7,), "Shape_Para": (None,)}
 
 
 class PosmapResources:
-    """What every worker loads once: the model, its UV assets and a small vertex cache."""
+    """What every worker loads once: the model and its UV assets."""
 
     def __init__(self, cfg):
         from face3d_data.morphable import load_model
@@ -42,40 +42,27 @@ class PosmapResources:
                                           cfg.get("weight_levels") or {})
         except ValueError as exc:
             raise ConfigError(f"posmap: {exc}") from None
-        self.vertices = VertexCache(self.model)
 
 
-class VertexCache:
-    """``model.vertices`` for the last few distinct coefficient sets of this process.
+def batch_vertices(model, coefficients: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Model-space vertices for several (shape, exp) coefficient pairs with one matrix product.
 
-    The views of one face (300W-LP's ``_k`` views, rotated copies) share ``Shape_Para`` and
-    ``Exp_Para`` and are consecutive in key order, so they reuse one evaluation of the
-    (3N × K) basis product, which is memory-bandwidth bound and the largest per-sample cost. The
-    key is the exact bytes of the coefficients, so a hit returns the array a miss would compute:
-    outputs do not depend on what was cached (item order, --jobs, backend, resume).
+    Evaluating the (3N × K) basis is memory-bandwidth bound and the largest per-sample cost, so
+    the runner hands this stage fixed batches of samples and the basis is read once per batch;
+    identical coefficient sets (the views of one face, rotated copies) are evaluated once.
+    Returns one read-only (N, 3) float32 array per pair. The result depends only on the batch's
+    content, which the runner keeps fixed (see ``pipelines.core.Stage``).
     """
-
-    def __init__(self, model, size: int = 4):
-        self.model, self.size = model, size
-        self._entries: OrderedDict[bytes, np.ndarray] = OrderedDict()
-        self.hits = self.misses = 0
-
-    def __call__(self, fields: dict, path: str) -> np.ndarray:
-        """(N, 3) float32 model-space vertices (read-only) of a label file's coefficients."""
-        shape, exp = label_coefficients(self.model, fields, path)
-        key = b"%d:" % shape.size + shape.tobytes() + exp.tobytes()
-        vertices = self._entries.get(key)
-        if vertices is not None:
-            self.hits += 1
-            self._entries.move_to_end(key)
-            return vertices
-        self.misses += 1
-        vertices = self.model.vertices(shape, exp if exp.size else None)
-        vertices.flags.writeable = False
-        self._entries[key] = vertices
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return vertices
+    keys = [b"%d:%d:" % (s.size, e.size) + s.tobytes() + e.tobytes() for s, e in coefficients]
+    rows = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    if not rows:
+        return []
+    firsts = [coefficients[keys.index(key)] for key in rows]
+    shapes = np.stack([np.pad(s, (0, model.n_shape - s.size)) for s, _ in firsts])
+    exps = np.stack([np.pad(e, (0, model.n_exp - e.size)) for _, e in firsts]) if model.n_exp else None
+    flat = model.vertices(shapes, exps)
+    flat.flags.writeable = False
+    return [flat[rows[key]] for key in keys]
 
 
 def label_coefficients(model, fields: dict, path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +95,7 @@ def output_names(key: str) -> dict:
 class PosmapStage(Stage):
     name = "posmap"
     summary = "PRNet training pairs: 256 crop + UV position map per 300W-LP-format sample, datalists."
+    batch_size = 8  # samples per basis evaluation (see batch_vertices)
 
     def check_config(self, cfg):
         if not cfg.get("data_root"):
@@ -136,11 +124,29 @@ class PosmapStage(Stage):
         return [Item(key=s.key, inputs={"image": str(s.image_path), "mat": str(s.mat_path)})
                 for s in find_samples(cfg["data_root"])]
 
-    def process(self, item, cfg, ctx):
-        res = ctx.resources
-        image = read_image(item.inputs["image"])
-        fields = read_mat(item.inputs["mat"], required=LABEL_SCHEMA, finite=("Exp_Para",))
-        vertices = res.vertices(fields, item.inputs["mat"])
+    def process_batch(self, items, cfg, ctxs):
+        res = ctxs[0].resources
+        results: list = [None] * len(items)
+        loaded = []
+        for i, item in enumerate(items):
+            try:
+                image = read_image(item.inputs["image"])
+                fields = read_mat(item.inputs["mat"], required=LABEL_SCHEMA, finite=("Exp_Para",))
+                coefficients = label_coefficients(res.model, fields, item.inputs["mat"])
+                loaded.append((i, image, fields, coefficients))
+            except Exception as exc:  # reported for this item only
+                results[i] = exc
+        vertices = batch_vertices(res.model, [c for _, _, _, c in loaded])
+        for (i, image, fields, _), verts in zip(loaded, vertices):
+            try:
+                results[i] = self._write_sample(items[i], cfg, ctxs[i], res, image, fields, verts)
+            except Exception as exc:
+                results[i] = exc
+        return results
+
+    @staticmethod
+    def _write_sample(item, cfg, ctx, res, image, fields, vertices) -> dict:
+        """Crop, position map and files of one sample; returns its manifest columns."""
         try:
             sample = make_posmap_sample(
                 image, vertices, res.model.landmarks, res.assets,

@@ -7,9 +7,10 @@ These are the hot loops only. They trust their inputs: the Python wrappers in
 Semantics (see docs/rendering.md):
 
 - canonical image frame: pixel (x, y) is ``image[y, x]`` and is sampled at the integer point (x, y);
-- each vertex's first/last pixel column and row are computed once per call, clamped to the image
-  before any integer conversion; a triangle's clipped bounding box of pixel centres is then an
-  integer min/max of its vertices' (ceil and floor are monotone);
+- each vertex's pixel column and row codes (ceil + floor, clamped to the image before any
+  integer conversion) are computed once per call; a triangle whose three column codes or three
+  row codes are equal holds no pixel centre and is rejected by one comparison, and otherwise its
+  clipped bounding box of pixel centres is an integer min/max of the codes (see _centre_code);
 - each triangle is set up once in float64: one reciprocal of the doubled area, three edge
   functions;
 - the edge function of edge (a, b) at pixel p is cross(a - p, b - p), which swapping a and b
@@ -74,26 +75,27 @@ cdef inline bint _finite(double v) noexcept nogil:
     return (v - v) == 0.0
 
 
-cdef inline void _centre_span(double v, int n, int* first, int* last) noexcept nogil:
-    """Pixel centres 0..n-1 at or after v (from ``first`` = ceil(v)) and at or before v (up to
-    ``last`` = floor(v)), clamped so that first is in [0, n] and last in [-1, n - 1].
+cdef inline int _centre_code(double v, int n) noexcept nogil:
+    """ceil(v) + floor(v) for v in [0, n - 1]; -1 before the first pixel centre (or NaN) and
+    2n - 1 after the last (+-inf included).
 
-    ceil and floor are monotone, so a triangle's clipped bounding box of pixel centres is
-    max(0, ceil(min v)) = min of its vertices' ``first`` and min(n - 1, floor(max v)) = max of
-    their ``last``: integer min/max per triangle instead of float work. NaN gives (n, -1), which
-    never widens a box (such triangles are rejected later by the finite test).
+    The code is odd strictly between two centres and even on one: ``first`` = ceil(v) =
+    (code + 1) >> 1 and ``last`` = floor(v) = code >> 1 (arithmetic shifts), clamped to [0, n]
+    and [-1, n - 1]. ceil and floor are monotone, so a triangle's clipped bounding box of pixel
+    centres along this axis is ((min code + 1) >> 1, max code >> 1): integer min/max per triangle
+    instead of float work. That box is empty exactly when the three codes are equal and odd (all
+    vertices between the same two centres, or all beyond the same image border); three equal
+    even codes put all vertices on one line, a zero-area triangle. So three equal codes reject a
+    triangle without computing its box. NaN triangles are rejected later by the finite test.
     """
     cdef int i
     if v >= 0 and v <= n - 1:
         i = <int>v
-        first[0] = i + 1 if i < v else i
-        last[0] = i
-    elif v > n - 1:      # beyond the last centre, +inf included
-        first[0] = n; last[0] = n - 1
-    elif v < 0:          # before the first centre, -inf included
-        first[0] = 0; last[0] = -1
-    else:                # NaN
-        first[0] = n; last[0] = -1
+        return 2 * i + (i < v)
+    if v > n - 1:
+        return 2 * n - 1
+    return -1
+
 
 cdef struct Target:
     # where raster_mesh writes; every pointer but depth may be NULL (that output is skipped)
@@ -173,7 +175,7 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
     """Z-buffer ``n_triangles`` triangles into the buffers of ``dst``, initialised by the caller.
 
     vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid; image
-    height x dst.width. Returns 0, or -1 when the (N, 4) scratch cannot be allocated.
+    height x dst.width. Returns 0, or -1 when the (N,) int64 code scratch cannot be allocated.
 
     Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
@@ -182,32 +184,34 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
     cdef Py_ssize_t t, v
     cdef int width = dst.width
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
-    cdef const int* s0
-    cdef const int* s1
-    cdef const int* s2
+    cdef long long c0, c1, c2, same
     cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp, area2, inv_area
-    # per vertex: first/last pixel column and first/last pixel row whose centre it bounds
-    cdef int* spans = <int*>malloc(<size_t>(n_vertices if n_vertices > 0 else 1) * 4 * sizeof(int))
-    if spans == NULL:
+    # per vertex: column code << 32 | row code (see _centre_code), 8 bytes so that the codes of a
+    # face mesh stay in the L2 cache while the triangles stream past
+    cdef long long* codes = <long long*>malloc(
+        <size_t>(n_vertices if n_vertices > 0 else 1) * sizeof(long long))
+    if codes == NULL:
         return -1
     for v in range(n_vertices):
-        _centre_span(vertices[3 * v], width, &spans[4 * v], &spans[4 * v + 1])
-        _centre_span(vertices[3 * v + 1], height, &spans[4 * v + 2], &spans[4 * v + 3])
+        codes[v] = (<long long>_centre_code(vertices[3 * v], width) << 32) \
+            | <unsigned int>_centre_code(vertices[3 * v + 1], height)
 
     for t in range(n_triangles):
         i0 = triangles[3 * t]
         i1 = triangles[3 * t + 1]
         i2 = triangles[3 * t + 2]
-        # bounding box of pixel centres, clipped to the image, in integers (see _centre_span)
-        s0 = spans + 4 * <Py_ssize_t>i0
-        s1 = spans + 4 * <Py_ssize_t>i1
-        s2 = spans + 4 * <Py_ssize_t>i2
-        px0 = _min3i(s0[0], s1[0], s2[0])
-        px1 = _max3i(s0[1], s1[1], s2[1])
-        py0 = _min3i(s0[2], s1[2], s2[2])
-        py1 = _max3i(s0[3], s1[3], s2[3])
-        if (px0 > px1) | (py0 > py1):
+        c0 = codes[i0]
+        c1 = codes[i1]
+        c2 = codes[i2]
+        # no pixel centre in the box: equal column codes or equal row codes (see _centre_code)
+        same = (c0 ^ c1) | (c0 ^ c2)
+        if ((same >> 32) == 0) | (<unsigned int>same == 0):
             continue
+        # bounding box of pixel centres, clipped to the image, in integers
+        px0 = (_min3i(<int>(c0 >> 32), <int>(c1 >> 32), <int>(c2 >> 32)) + 1) >> 1
+        px1 = _max3i(<int>(c0 >> 32), <int>(c1 >> 32), <int>(c2 >> 32)) >> 1
+        py0 = (_min3i(<int>c0, <int>c1, <int>c2) + 1) >> 1
+        py1 = _max3i(<int>c0, <int>c1, <int>c2) >> 1   # unequal codes: px0 <= px1, py0 <= py1
 
         x0 = vertices[3 * i0]; y0 = vertices[3 * i0 + 1]
         x1 = vertices[3 * i1]; y1 = vertices[3 * i1 + 1]
@@ -235,7 +239,7 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
         for y in range(py0, py1 + 1):
             for x in range(px0, px1 + 1):
                 _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, dst)
-    free(spans)
+    free(codes)
     return 0
 
 

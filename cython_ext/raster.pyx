@@ -186,6 +186,9 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
     cdef long long c0, c1, c2, same
     cdef double x0, y0, z0, x1, y1, z1, x2, y2, z2, tmp, area2, inv_area
+    # a private copy: int stores into the id buffer cannot then alias width/channels, so the
+    # compiler keeps the target's fields in registers across pixels
+    cdef Target target = dst[0]
     # per vertex: column code << 32 | row code (see _centre_code), 8 bytes so that the codes of a
     # face mesh stay in the L2 cache while the triangles stream past
     cdef long long* codes = <long long*>malloc(
@@ -234,11 +237,11 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
         inv_area = 1.0 / area2
         # most triangles of a dense face mesh have a single candidate pixel: skip the loops
         if (px0 == px1) & (py0 == py1):
-            _shade_pixel(px0, py0, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, dst)
+            _shade_pixel(px0, py0, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, &target)
             continue
         for y in range(py0, py1 + 1):
             for x in range(px0, px1 + 1):
-                _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, dst)
+                _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, &target)
     free(codes)
     return 0
 

@@ -75,7 +75,7 @@ def test_decoded_landmarks_match_projection(model, assets):
         projected = project(vertices, pose, (450, 450))
         sample = make_posmap_sample(image, projected, model.landmarks, assets, rng=rng)
         expected = _expected_crop_landmarks(projected[model.landmarks], sample.box, RES)
-        exact = decode_landmarks(sample.posmap, assets.kpt_uv)
+        exact = decode_landmarks(sample.posmap, assets.kpt_weights)
         nearest = decode_landmarks(sample.posmap, assets.kpt_ind)
         worst_exact = max(worst_exact, float(np.linalg.norm(exact[:, :2] - expected, axis=1).max()))
         worst_nearest = max(worst_nearest,
@@ -101,7 +101,7 @@ def test_decoded_landmarks_match_after_rotation(model, assets):
             rot.apply(project(vertices, pose, (450, 450))[model.landmarks, :2]), atol=1e-3)
         sample = make_posmap_sample(image, projected, model.landmarks, assets, rng=None)
         expected = _expected_crop_landmarks(projected[model.landmarks], sample.box, RES)
-        exact = decode_landmarks(sample.posmap, assets.kpt_uv)
+        exact = decode_landmarks(sample.posmap, assets.kpt_weights)
         assert np.linalg.norm(exact[:, :2] - expected, axis=1).max() < 0.5
 
 
@@ -250,3 +250,75 @@ def test_sample_from_model_space_equals_sample_from_projection(model, assets):
     np.testing.assert_allclose(one_pass.landmarks, two_step.landmarks, atol=1e-3)
     with pytest.raises(ValueError, match="projection"):
         make_posmap_sample(image, vertices, model.landmarks, assets, projection=np.eye(3))
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    from face3d_data.morphable import builtin_model
+
+    model = builtin_model()
+    return model, build_uv_assets(model, 256)
+
+
+def _builtin_errors(model, assets, rng, rotate: bool):
+    """(K,) decoded-vs-projected errors (crop px) of one random builtin face, exact and bilinear."""
+    shape = rng.normal(size=model.n_shape) * model.shape_std
+    exp = rng.normal(size=model.n_exp) * model.exp_std * 2.0  # strong expressions: lip creases
+    pose = np.array([[rng.uniform(-0.3, 0.3), rng.uniform(-1.2, 1.2), rng.uniform(-0.4, 0.4),
+                      225.0, 225.0, 0.0, 1.2e-3]], np.float32)
+    hw = (450, 450)
+    if rotate:
+        rot = in_plane_rotation(rng.uniform(-60, 60), hw)
+        pose, hw = rotate_label_fields({"Pose_Para": pose}, rot)["Pose_Para"], rot.out_hw
+    projected = project(model.vertices(shape, exp), pose, hw)
+    sample = make_posmap_sample(np.zeros(hw + (3,), np.uint8), projected, model.landmarks,
+                                assets, rng=rng)
+    expected = _expected_crop_landmarks(projected[model.landmarks], sample.box, assets.resolution)
+    return [np.linalg.norm(decode_landmarks(sample.posmap, kpt)[:, :2] - expected, axis=1)
+            for kpt in (assets.kpt_weights, assets.kpt_uv)]
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_builtin_exact_decoding_max_error(builtin, rotate):
+    """Issue 6: decoded keypoints within 0.5 px of the projected ones, worst landmark included
+    (bilinear reading reaches ~1 px at the lips of the builtin model; the weights are exact)."""
+    model, assets = builtin
+    assert assets.kpt_weights.exact.all()
+    rng = np.random.default_rng(10 + rotate)
+    exact, bilinear = np.array([_builtin_errors(model, assets, rng, rotate) for _ in range(6)]).transpose(1, 0, 2)
+    assert exact.max() < 1e-3, exact.max()    # float rounding only, far below 0.5 px
+    assert exact.max() < bilinear.max()
+
+
+def test_keypoint_weights_reproduce_arbitrary_vertex_attributes(builtin):
+    """Independent of any smoothness: random per-vertex values interpolated over the UV raster
+    decode back to the landmark vertices' values; weights sum to 1."""
+    from face3d_data.render import interpolate
+
+    model, assets = builtin
+    values = np.random.default_rng(5).normal(size=(model.n_vertices, 3)).astype(np.float32) * 100
+    posmap = interpolate(values, assets.raster, assets.triangles)
+    np.testing.assert_allclose(decode_landmarks(posmap, assets.kpt_weights),
+                               values[model.landmarks], atol=1e-3)
+    np.testing.assert_allclose(assets.kpt_weights.weights.sum(axis=1), 1.0, atol=1e-9)
+    batch = decode_landmarks(np.stack([posmap, posmap * 2]), assets.kpt_weights)
+    np.testing.assert_allclose(batch[1], 2 * batch[0], rtol=1e-6, atol=1e-4)
+    with pytest.raises(ValueError, match="posmap"):
+        decode_landmarks(posmap[:128, :128], assets.kpt_weights)
+
+
+def test_keypoint_weights_fall_back_to_bilinear_when_undetermined(builtin):
+    """At 128 texels the builtin mesh has more vertices than texels around each landmark: no
+    linear read-out is exact, and the weights are the bilinear ones (flagged)."""
+    model, _ = builtin
+    low = build_uv_assets(model, 128)
+    assert not low.kpt_weights.exact.any()
+    pos = np.random.default_rng(0).random((128, 128, 3)).astype(np.float32)
+    np.testing.assert_allclose(decode_landmarks(pos, low.kpt_weights),
+                               decode_landmarks(pos, low.kpt_uv), atol=1e-6)
+    # bilinear reading is exact on a map affine in the texel coordinates
+    rows, cols = np.mgrid[:128, :128].astype(np.float32)
+    affine = np.stack([2 * cols + 1, -rows + 3, cols + rows], axis=-1)
+    u, v = low.kpt_uv
+    np.testing.assert_allclose(decode_landmarks(affine, low.kpt_weights),
+                               np.stack([2 * u + 1, -v + 3, u + v], 1), atol=1e-4)

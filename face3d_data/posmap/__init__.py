@@ -3,6 +3,7 @@
 - :mod:`face3d_data.posmap.uv_assets`    face/weight masks, ``uv_kpt_ind``, ``face_ind``, the
   masked-grid triangulation, and the UV raster position maps are rendered with
 - :mod:`face3d_data.posmap.crop`         the square crop from 68 landmarks (seeded jitter)
+- :mod:`face3d_data.posmap.keypoint_weights` exact keypoint decoding weights (texels + weights)
 - :mod:`face3d_data.posmap.position_map` render / decode / store position maps
 - :mod:`face3d_data.posmap.sample`       one crop + position map from a projected face
 - :mod:`face3d_data.posmap.splits`       identity-based train/val/test splits
@@ -10,6 +11,7 @@
 """
 
 from face3d_data.posmap.crop import CropBox, crop_image, crop_matrix, landmark_crop_box
+from face3d_data.posmap.keypoint_weights import KeypointWeights, keypoint_weights
 from face3d_data.posmap.metrics import landmark_nme, posmap_defects
 from face3d_data.posmap.position_map import (STORAGE_DTYPES, apply_affine, crop_affine, crop_vertices, decode_landmarks, float16_error_bound,
                                              preview_image, render_position_map, storage_array)
@@ -19,7 +21,7 @@ from face3d_data.posmap.uv_assets import (DEFAULT_WEIGHT_LEVELS, UVAssets, build
                                           triangulate_mask, uv_to_texels)
 
 __all__ = ["CropBox", "crop_image", "crop_matrix", "landmark_crop_box", "crop_vertices",
-           "apply_affine", "crop_affine",
+           "apply_affine", "crop_affine", "KeypointWeights", "keypoint_weights",
            "landmark_nme", "posmap_defects", "STORAGE_DTYPES", "decode_landmarks", "float16_error_bound", "preview_image", "render_position_map",
            "storage_array", "PosmapSample", "make_posmap_sample", "projection_affine", "identity_of", "split_of",
            "DEFAULT_WEIGHT_LEVELS", "UVAssets", "build_uv_assets", "triangulate_mask",

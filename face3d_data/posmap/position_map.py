@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from face3d_data.posmap.keypoint_weights import (KeypointWeights, bilinear_weights, decode_with_weights,
+                                                 weighted_texels)
 from face3d_data.posmap.uv_assets import UVAssets
 from face3d_data.render import interpolate
 
@@ -92,20 +94,25 @@ def render_position_map(vertices: np.ndarray, assets: UVAssets) -> np.ndarray:
     return interpolate(v, assets.raster, assets.triangles)
 
 
-def decode_landmarks(posmap: np.ndarray, kpt: np.ndarray) -> np.ndarray:
+def decode_landmarks(posmap: np.ndarray, kpt: np.ndarray | KeypointWeights) -> np.ndarray:
     """Read keypoints from a position map.
 
     Args:
         posmap: (R, R, 3) (or (B, R, R, 3)) position map(s).
-        kpt: (2, K) texel coordinates, row 0 = column u, row 1 = row v. An **integer** array
-            (PRNet's ``uv_kpt_ind``) reads the nearest texel, ``pos[kpt[1], kpt[0]]``; a
-            **float** array (:attr:`UVAssets.kpt_uv`, the exact texel coordinates of the
-            landmark vertices) is read bilinearly, which removes the up-to-half-texel rounding
-            of the integer indices (see ``docs/prnet.md``).
+        kpt: one of
+            - :attr:`UVAssets.kpt_weights` (exact): a fixed weighted sum of texels that reproduces
+              the landmark vertices up to float rounding on maps rendered from the model;
+            - an **integer** (2, K) array (PRNet's ``uv_kpt_ind``; row 0 = column u, row 1 =
+              row v): the nearest texel, ``pos[kpt[1], kpt[0]]``;
+            - a **float** (2, K) array (:attr:`UVAssets.kpt_uv`): bilinear reading at the exact
+              landmark UVs (mixes triangles across surface creases).
+            See ``docs/prnet.md``.
 
     Returns:
         (K, 3) (or (B, K, 3)) float32 positions in the crop frame.
     """
+    if isinstance(kpt, KeypointWeights):
+        return decode_with_weights(posmap, kpt)
     pos = np.asarray(posmap)
     ind = np.asarray(kpt)
     if pos.ndim not in (3, 4) or pos.shape[-1] != 3:
@@ -118,14 +125,8 @@ def decode_landmarks(posmap: np.ndarray, kpt: np.ndarray) -> np.ndarray:
         raise ValueError(f"kpt has texels outside the {rows}×{cols} map")
     if ind.dtype.kind in "iu":
         return pos[..., ind[1].astype(np.int64), ind[0].astype(np.int64), :].astype(np.float32)
-    u, v = ind[0].astype(np.float64), ind[1].astype(np.float64)
-    u0 = np.clip(np.floor(u).astype(np.int64), 0, cols - 2)
-    v0 = np.clip(np.floor(v).astype(np.int64), 0, rows - 2)
-    fu, fv = (u - u0)[:, None], (v - v0)[:, None]
-    p = pos.astype(np.float64, copy=False)
-    out = (p[..., v0, u0, :] * ((1 - fu) * (1 - fv)) + p[..., v0, u0 + 1, :] * (fu * (1 - fv))
-           + p[..., v0 + 1, u0, :] * ((1 - fu) * fv) + p[..., v0 + 1, u0 + 1, :] * (fu * fv))
-    return out.astype(np.float32)
+    texels, weights = bilinear_weights(ind, rows, cols)
+    return weighted_texels(pos, texels, weights)
 
 
 def float16_error_bound(posmap: np.ndarray) -> float:

@@ -17,8 +17,10 @@ Assets (``docs/prnet.md`` for the files):
   ratio, neck 0 as the paper says rather than the 48 of the released PNG).
 - ``kpt_ind`` (2, 68) int64: row 0 = u (column), row 1 = v (row) of the texel nearest each
   landmark vertex (rounded); keypoint i of a position map is ``pos[kpt_ind[1, i], kpt_ind[0, i]]``.
-- ``kpt_uv`` (2, 68) float64: the exact texel coordinates of the landmark vertices (same rows),
-  for bilinear decoding without the rounding of ``kpt_ind``.
+- ``kpt_uv`` (2, 68) float64: the exact texel coordinates of the landmark vertices (same rows).
+- ``kpt_weights`` :class:`~face3d_data.posmap.keypoint_weights.KeypointWeights`: per keypoint, the
+  texels and weights that reproduce the landmark vertex exactly from any map rendered over this
+  raster (bilinear at ``kpt_uv`` where the resolution is too low to determine it).
 - ``face_ind`` (K,) int64: row-major flat indices ``v·R + u`` of the face-mask texels.
 - ``grid_triangles`` (T, 3) int64: triangulation of the face-mask texel grid, indices into
   ``face_ind`` (so ``pos.reshape(-1, 3)[face_ind]`` plus these triangles is a mesh). Every 2×2
@@ -34,6 +36,7 @@ from typing import Mapping
 import numpy as np
 
 from face3d_data.morphable.model import REGIONS
+from face3d_data.posmap.keypoint_weights import KeypointWeights, keypoint_weights
 from face3d_data.render import Raster, rasterize
 
 #: Default weight levels (PRNet paper, 16 : 4 : 0 with the 68 keypoints at 16).
@@ -78,6 +81,7 @@ class UVAssets:
         weight_levels: the levels used for ``weight_mask``.
         kpt_ind: (2, 68) int64 (u row, v row).
         kpt_uv: (2, 68) float64 exact texel coordinates of the landmark vertices.
+        kpt_weights: exact decoding weights of the 68 keypoints (:func:`keypoint_weights`).
         face_ind: (K,) int64.
         grid_triangles: (T, 3) int64 indices into ``face_ind``.
         face_vertices: (F,) int64 vertices of the triangles covering face-mask texels: the
@@ -93,6 +97,7 @@ class UVAssets:
     weight_levels: dict
     kpt_ind: np.ndarray
     kpt_uv: np.ndarray
+    kpt_weights: KeypointWeights
     face_ind: np.ndarray
     grid_triangles: np.ndarray
     face_vertices: np.ndarray
@@ -146,7 +151,8 @@ def build_uv_assets(model, resolution: int = 256,
     if face_vertices.size == 0:
         raise ValueError("the model's UV layout covers no face texel at this resolution")
     return UVAssets(res, triangles, raster, region_map, face_mask, weight_mask, levels,
-                    np.ascontiguousarray(kpt_ind), kpt_uv, face_ind,
+                    np.ascontiguousarray(kpt_ind), kpt_uv,
+                    keypoint_weights(raster, triangles, model.landmarks, kpt_uv), face_ind,
                     triangulate_mask(face_mask), face_vertices)
 
 

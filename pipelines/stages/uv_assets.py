@@ -6,6 +6,9 @@ A single item writes, under ``--out``:
 - ``uv_weight_mask.png`` (R, R) uint8 weight levels (PNG, lossless; the values are the weights)
 - ``uv_kpt_ind.txt``     2×68 integers (row 0 = column u, row 1 = row v), PRNet's format
 - ``uv_kpt_uv.txt``      2×68 floats, the exact texel coordinates (for bilinear decoding)
+- ``uv_kpt_weights.npz`` exact keypoint decoding: ``texels`` (68, J) int64 flat indices ``v·R + u``,
+  ``weights`` (68, J) float64, ``exact`` (68,) bool, ``resolution``; keypoint k =
+  ``(pos.reshape(-1, 3)[texels[k]] * weights[k, :, None]).sum(0)``
 - ``face_ind.txt``       the row-major flat indices of the face-mask texels, one per line
 - ``triangles.txt``      (T, 3) triangulation of the face-mask texel grid, indices into face_ind
 - ``uv_assets.json``     model name, resolution, weight levels, counts
@@ -15,21 +18,36 @@ All files are deterministic (same model and options, same bytes). See docs/prnet
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import numpy as np
 
 from face3d_data.errors import ConfigError
-from face3d_data.io import write_image, write_text
+from face3d_data.io import write_bytes, write_image, write_text
 from face3d_data.posmap import build_uv_assets
 from pipelines.core import Item, Stage
 
 ASSET_FILES = ("uv_face_mask.png", "uv_weight_mask.png", "uv_kpt_ind.txt", "uv_kpt_uv.txt",
-               "face_ind.txt", "triangles.txt", "uv_assets.json")
+               "uv_kpt_weights.npz", "face_ind.txt", "triangles.txt", "uv_assets.json")
 
 
 def _gray_png(path: str, mask: np.ndarray) -> None:
     write_image(path, np.repeat(np.asarray(mask, np.uint8)[:, :, None], 3, axis=2))
+
+
+def npz_bytes(arrays: dict) -> bytes:
+    """An ``.npz`` archive (``np.load`` reads it) with fixed timestamps: same arrays, same bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, member.getvalue())
+    return buffer.getvalue()
 
 
 def write_uv_assets(folder_path, assets, model_name: str = "") -> list[str]:
@@ -46,12 +64,17 @@ def write_uv_assets(folder_path, assets, model_name: str = "") -> list[str]:
                                                  for row in assets.kpt_ind) + "\n")
     write_text(path("uv_kpt_uv.txt"), "\n".join(" ".join(f"{v:.6f}" for v in row)
                                                 for row in assets.kpt_uv) + "\n")
+    weights = assets.kpt_weights
+    write_bytes(path("uv_kpt_weights.npz"), npz_bytes({
+        "texels": weights.texels, "weights": weights.weights, "exact": weights.exact,
+        "resolution": np.int64(weights.resolution)}))
     write_text(path("face_ind.txt"), "".join(f"{int(i)}\n" for i in assets.face_ind))
     write_text(path("triangles.txt"), "".join(f"{a} {b} {c}\n" for a, b, c in
                                               assets.grid_triangles.tolist()))
     info = {"model": model_name, "resolution": assets.resolution,
             "weight_levels": assets.weight_levels, "face_texels": int(assets.face_ind.size),
             "triangles": int(len(assets.grid_triangles)),
+            "exact_keypoints": int(weights.exact.sum()),
             "uv_frame": "u_px = u*(R-1), v_px = (R-1) - v*(R-1); texel centres at integers"}
     write_text(path("uv_assets.json"), json.dumps(info, indent=2, sort_keys=True) + "\n")
     return list(ASSET_FILES)

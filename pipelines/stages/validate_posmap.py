@@ -1,7 +1,8 @@
 """Stage ``validate_posmap``: check the output of the ``posmap`` stage.
 
 For every sample of a posmap output folder (read from its manifest): decode the 68 keypoints from
-the position map (``decode``: exact = bilinear at the landmark UVs, nearest = PRNet's integer
+the position map (``decode``: exact = the UV assets' keypoint weights, reproducing the landmark
+vertices up to float rounding; bilinear = bilinear at the landmark UVs; nearest = PRNet's integer
 ``uv_kpt_ind``), compare them with the model landmarks projected with the sample's labels and
 mapped into the recorded crop (NME: mean error / sqrt(w·h) of the landmark box), count holes (face
 texels that are all 0) and NaN/inf values. ``finish`` writes ``report.json`` (summary and
@@ -28,7 +29,7 @@ from face3d_data.viz import contact_sheet, draw_landmarks
 from pipelines.core import Item, Stage, read_manifest
 from pipelines.stages.posmap import LABEL_SCHEMA, model_vertices
 
-DECODERS = ("exact", "nearest")
+DECODERS = ("exact", "bilinear", "nearest")
 
 
 def posmap_manifests(folder: str) -> list[str]:
@@ -74,7 +75,8 @@ def evaluate(res: ValidationResources, record: dict, posmap_path: str, decode: s
     if posmap.shape != (res.assets.resolution, res.assets.resolution, 3):
         raise InputError(posmap_path, f"position map has shape {posmap.shape}, expected "
                                       f"({res.assets.resolution}, {res.assets.resolution}, 3)")
-    kpt = res.assets.kpt_uv if decode == "exact" else res.assets.kpt_ind
+    kpt = {"exact": res.assets.kpt_weights, "bilinear": res.assets.kpt_uv,
+           "nearest": res.assets.kpt_ind}[decode]
     decoded = decode_landmarks(posmap, kpt)[:, :2]
     holes, non_finite = posmap_defects(posmap, res.assets.face_mask)
     return {"expected": expected, "decoded": decoded, "holes": holes, "non_finite": non_finite}
@@ -152,6 +154,9 @@ class ValidatePosmap(Stage):
                   ("p95", lambda a: np.percentile(a, 95)))}
         report = {
             "posmap_dir": os.path.abspath(cfg["posmap_dir"]), "decode": cfg["decode"],
+            # keypoints the exact decoder reproduces exactly (others: bilinear fallback)
+            "exact_keypoints": (int(ctx.resources.assets.kpt_weights.exact.sum())
+                                if rows and cfg["decode"] == "exact" else None),
             "samples": len(rows), "nme": stats,
             "mean_error_px": float(np.mean([r["mean_error_px"] for r in rows])) if rows else None,
             "max_error_px": float(np.max([r["max_error_px"] for r in rows])) if rows else None,

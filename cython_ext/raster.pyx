@@ -22,10 +22,10 @@ Semantics (see docs/rendering.md):
   when the new depth is strictly greater (ties keep the earlier triangle).
 """
 
-from libc.math cimport floor
+from libc.math cimport INFINITY, floor
 from libc.stdint cimport intptr_t
 from libc.stdlib cimport free, malloc
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 
 import numpy as np
 cimport numpy as cnp
@@ -170,12 +170,30 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
                              + <double>weight[2] * a2[c])
 
 
-cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
-                     Py_ssize_t n_triangles, int height, const Target* dst) noexcept nogil:
+cdef void fill_target(const Target* dst, Py_ssize_t n_pixels, float background) noexcept nogil:
+    """Initialise the buffers of ``dst`` (n_pixels each): depth -inf, ids -1, barycentrics 0,
+    attribute image ``background``."""
+    cdef Py_ssize_t p
+    for p in range(n_pixels):
+        dst.depth[p] = -INFINITY
+    if dst.triangle_id != NULL:
+        for p in range(n_pixels):
+            dst.triangle_id[p] = -1
+    if dst.barycentric != NULL:
+        for p in range(3 * n_pixels):
+            dst.barycentric[p] = 0
+    if dst.out != NULL:
+        for p in range(n_pixels * dst.channels):
+            dst.out[p] = background
+
+
+cdef void raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
+                      Py_ssize_t n_triangles, int height, const Target* dst,
+                      long long* codes) noexcept nogil:
     """Z-buffer ``n_triangles`` triangles into the buffers of ``dst``, initialised by the caller.
 
     vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid; image
-    height x dst.width. Returns 0, or -1 when the (N,) int64 code scratch cannot be allocated.
+    height x dst.width; codes: scratch for at least N int64.
 
     Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
@@ -191,10 +209,6 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
     cdef Target target = dst[0]
     # per vertex: column code << 32 | row code (see _centre_code), 8 bytes so that the codes of a
     # face mesh stay in the L2 cache while the triangles stream past
-    cdef long long* codes = <long long*>malloc(
-        <size_t>(n_vertices if n_vertices > 0 else 1) * sizeof(long long))
-    if codes == NULL:
-        return -1
     for v in range(n_vertices):
         codes[v] = (<long long>_centre_code(vertices[3 * v], width) << 32) \
             | <unsigned int>_centre_code(vertices[3 * v + 1], height)
@@ -242,8 +256,6 @@ cdef int raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* tr
         for y in range(py0, py1 + 1):
             for x in range(px0, px1 + 1):
                 _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, &target)
-    free(codes)
-    return 0
 
 
 cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,
@@ -350,11 +362,12 @@ def rasterize_into(const float[:, ::1] vertices, const int[:, ::1] triangles,
         &barycentric[0, 0, 0] if barycentric is not None else NULL, &triangles[0, 0],
         &attributes[0, 0] if channels > 0 else NULL, channels,
         &out[0, 0, 0] if channels > 0 else NULL)
-    cdef int status
-    with nogil:
-        status = raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, &dst)
-    if status != 0:
+    cdef long long* codes = <long long*>malloc(<size_t>(vertices.shape[0] + 1) * sizeof(long long))
+    if codes == NULL:
         raise MemoryError("rasterize: cannot allocate the per-vertex scratch")
+    with nogil:
+        raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, &dst, codes)
+    free(codes)
 
 
 def interpolate_into(const float[:, ::1] attributes, const int[:, ::1] triangles,
@@ -385,32 +398,37 @@ def sample_bilinear_into(const float[:, :, ::1] texture, const float[:, :, ::1] 
 
 def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
                    int[:, :, ::1] triangle_id=None, float[:, :, :, ::1] barycentric=None,
-                   list attributes=None, float[:, :, :, ::1] out=None, int num_threads=1):
+                   list attributes=None, float[:, :, :, ::1] out=None, float background=0,
+                   int num_threads=1):
     """Z-buffer B meshes into B images in parallel (OpenMP when compiled with it).
 
     vertices / triangles / attributes: lists of B validated C-contiguous arrays; the buffers are
-    stacked (B, H, W[, 3|C]) and initialised, and as in :func:`rasterize_into` only depth is
+    stacked (B, H, W[, 3|C]) and need not be initialised: each image's are filled (depth -inf,
+    ids -1, barycentrics 0, ``out`` background) by the thread that renders it, so that work and
+    its page faults are spread over the threads too. As in :func:`rasterize_into` only depth is
     required. When ``attributes`` (all with C channels) and ``out`` (B, H, W, C) are given, the
     attributes are interpolated into ``out`` during the z-buffer pass.
     """
-    cdef Py_ssize_t nb = len(vertices), b
+    cdef Py_ssize_t nb = len(vertices), b, max_vertices = 1
     cdef int h = depth.shape[1]
     cdef int w = depth.shape[2]
     cdef Py_ssize_t npix = <Py_ssize_t>h * w
     cdef int channels = out.shape[3] if (out is not None and attributes is not None) else 0
     if nb == 0 or npix == 0:
         return
+    if num_threads < 1 or not FACE3D_HAVE_OPENMP:
+        num_threads = 1
     cdef cnp.ndarray[cnp.intp_t] vptr = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] tptr = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] aptr = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] mcount = np.zeros(nb, np.intp)
     cdef cnp.ndarray[cnp.intp_t] ncount = np.zeros(nb, np.intp)
-    cdef int failed = 0
     for b in range(nb):
         vptr[b] = vertices[b].ctypes.data
         tptr[b] = triangles[b].ctypes.data
         mcount[b] = triangles[b].shape[0]
         ncount[b] = vertices[b].shape[0]
+        max_vertices = max(max_vertices, ncount[b])
         if channels > 0:
             aptr[b] = attributes[b].ctypes.data
     cdef intptr_t* vp = <intptr_t*>vptr.data
@@ -422,14 +440,20 @@ def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
     cdef int* ids = &triangle_id[0, 0, 0] if triangle_id is not None else NULL
     cdef float* bar = &barycentric[0, 0, 0, 0] if barycentric is not None else NULL
     cdef float* res = &out[0, 0, 0, 0] if channels > 0 else NULL
+    # one code scratch per thread, reused for all its meshes (no allocation inside the loop);
+    # rows padded to a multiple of 8 codes (64 bytes) so two threads never share a cache line
+    cdef Py_ssize_t row = (max_vertices + 7) // 8 * 8 + 8
+    cdef long long* scratch = <long long*>malloc(<size_t>(num_threads * row) * sizeof(long long))
+    if scratch == NULL:
+        raise MemoryError("rasterize_many: cannot allocate the per-vertex scratch")
     cdef Target dst
     for b in prange(nb, nogil=True, num_threads=num_threads, schedule="dynamic"):
+        dst = _target(w, dep + b * npix, ids + b * npix if ids != NULL else NULL,
+                      bar + b * npix * 3 if bar != NULL else NULL, <const int*>tp[b],
+                      <const float*>ap[b], channels,
+                      res + b * npix * channels if res != NULL else NULL)
+        fill_target(&dst, npix, background)
         if mc[b] > 0:
-            dst = _target(w, dep + b * npix, ids + b * npix if ids != NULL else NULL,
-                          bar + b * npix * 3 if bar != NULL else NULL, <const int*>tp[b],
-                          <const float*>ap[b], channels,
-                          res + b * npix * channels if res != NULL else NULL)
-            if raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, &dst) != 0:
-                failed += 1
-    if failed:
-        raise MemoryError("rasterize_many: cannot allocate the per-vertex scratch")
+            raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, &dst,
+                        scratch + threadid() * row)
+    free(scratch)

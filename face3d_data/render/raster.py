@@ -180,11 +180,14 @@ def _run_batch(verts, tris, attrs, height, width, background, num_threads):
     attribute images (interpolated during the z-buffer pass; the raster is then depth only)."""
     shape = (len(verts), as_size(height, "height"), as_size(width, "width"))
     threads = as_threads(num_threads)
+    # uninitialised: rasterize_many fills each image's buffers in the thread that renders it
     if attrs:
-        raster = Raster(None, None, np.full(shape, -np.inf, np.float32))
-        out = np.full(shape + (attrs[0].shape[1],), background, np.float32)
+        raster = Raster(None, None, np.empty(shape, np.float32))
+        out = np.empty(shape + (attrs[0].shape[1],), np.float32)
     else:
-        raster, out = _empty_raster(shape), None
+        raster = Raster(np.empty(shape, np.int32), np.empty(shape + (3,), np.float32),
+                        np.empty(shape, np.float32))
+        out = None
     if not verts:
         return raster, out
 
@@ -193,7 +196,7 @@ def _run_batch(verts, tris, attrs, height, width, background, num_threads):
                     triangle_id=None if attrs else raster.triangle_id[b0:b1],
                     barycentric=None if attrs else raster.barycentric[b0:b1],
                     attributes=attrs[b0:b1] if attrs else None,
-                    out=out[b0:b1] if attrs else None)
+                    out=out[b0:b1] if attrs else None, background=float(background))
     if _raster.HAVE_OPENMP or threads == 1:
         _raster.rasterize_many(verts, tris, **part(0, len(verts)), num_threads=threads)
     else:   # no OpenMP: the kernels release the GIL, so plain threads run in parallel

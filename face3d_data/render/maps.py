@@ -275,6 +275,8 @@ def render_uv(uv, triangles, attributes, height: int, width: int, background: fl
     uv_arr, _ = as_attributes(uv, np.shape(uv)[0] if np.ndim(uv) else 0, "uv")
     if uv_arr.shape[1] != 2:
         raise ValueError(f"uv: expected shape (N, 2), got {np.shape(uv)}")
-    flat = np.zeros((len(uv_arr), 3), np.float32)
-    flat[:, :2] = uv_arr
+    flat = np.empty((len(uv_arr), 3), np.float32)
+    flat[:, 0] = uv_arr[:, 0]  # column by column: a (N, 2) -> (N, 3) strided copy is slow
+    flat[:, 1] = uv_arr[:, 1]
+    flat[:, 2] = 0.0
     return render_attributes(flat, triangles, attributes, height, width, background)

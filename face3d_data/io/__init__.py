@@ -7,15 +7,15 @@ Every writer is atomic (temporary file + ``os.replace``) and deterministic; ever
 from face3d_data.io.arrays import load_npy, save_npy
 from face3d_data.io.atomic import atomic_write, write_bytes, write_text
 from face3d_data.io.datalist import read_datalist, relative_path, write_datalist
-from face3d_data.io.images import (IMAGE_EXTENSIONS, encode_image, is_image_file, read_image,
-                                   write_image, write_png16)
+from face3d_data.io.images import (IMAGE_EXTENSIONS, PHOTO_EXTENSIONS, encode_image,
+                                   is_image_file, read_image, write_image, write_png16)
 from face3d_data.io.landmarks import read_landmarks, write_landmarks_txt, write_pts
 from face3d_data.io.mat import check_field, encode_mat, read_mat, write_mat
 from face3d_data.io.mesh import Mesh, read_mesh, write_mesh
 
 __all__ = [
     "atomic_write", "write_bytes", "write_text",
-    "read_image", "write_image", "write_png16", "encode_image", "is_image_file", "IMAGE_EXTENSIONS",
+    "read_image", "write_image", "write_png16", "encode_image", "is_image_file", "IMAGE_EXTENSIONS", "PHOTO_EXTENSIONS",
     "read_mat", "write_mat", "encode_mat", "check_field",
     "save_npy", "load_npy",
     "read_landmarks", "write_landmarks_txt", "write_pts",

@@ -16,6 +16,8 @@ from face3d_data.errors import InputError
 from face3d_data.io.atomic import write_bytes
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+# What dataset folders are scanned for (300W-LP pairs, Deep3DFaceRecon image folders).
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def is_image_file(name: str) -> bool:

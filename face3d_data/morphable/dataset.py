@@ -25,10 +25,9 @@ import numpy as np
 
 from face3d_data.coords import canonical_to_pt2d, pt2d_to_canonical
 from face3d_data.errors import InputError
-from face3d_data.io import read_mat, write_mat
+from face3d_data.io import PHOTO_EXTENSIONS, read_mat, write_mat
 from face3d_data.morphable.pose import check_pose_para, project
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: 300W-LP sample names: <subset>_<image id>_<face>_<view>; pt2d is the original annotation.
 _300WLP_NAME = re.compile(r"^(AFW|HELEN|IBUG|LFPW)_.+_(\d+)_(\d+)$", re.IGNORECASE)
 LABEL_SCHEMA = {"Pose_Para": (7,), "Shape_Para": (None,), "Exp_Para": (None,)}
@@ -91,7 +90,7 @@ def find_samples(root: str | os.PathLike) -> list[Sample]:
         mats = {f[:-4] for f in filenames if f.endswith(".mat") and not f.endswith("_pts.mat")}
         for f in sorted(filenames):
             stem, ext = os.path.splitext(f)
-            if ext.lower() not in IMAGE_SUFFIXES or stem not in mats or f.startswith("."):
+            if ext.lower() not in PHOTO_EXTENSIONS or stem not in mats or f.startswith("."):
                 continue
             rel = (here / stem).relative_to(root)
             pts = _find_pts(root, here, rel, stem)

@@ -26,13 +26,13 @@ import numpy as np
 
 from face3d_data.coords import canonical_to_deep3d
 from face3d_data.errors import ConfigError, InputError
-from face3d_data.io import read_image, read_landmarks, write_datalist, write_image, write_landmarks_txt
+from face3d_data.io import (PHOTO_EXTENSIONS, read_image, read_landmarks, write_datalist,
+                            write_image, write_landmarks_txt)
 from face3d_data.landmarks import box_from_points5, detect_faces, five_from_68, landmarks68
 from face3d_data.skin import skin_mask
 from face3d_data.viz import draw_landmarks
 from pipelines.core import Item, Stage
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DETECTORS = ("dlib", "fan")
 MODES = ("train", "val")
 FACE_ORDERS = ("largest", "score")
@@ -45,7 +45,7 @@ def list_images(folder: str) -> list[str]:
     except FileNotFoundError:
         raise ConfigError(f"{folder}: image folder does not exist") from None
     return sorted(n for n in names
-                  if n.lower().endswith(IMAGE_SUFFIXES) and os.path.isfile(os.path.join(folder, n)))
+                  if n.lower().endswith(PHOTO_EXTENSIONS) and os.path.isfile(os.path.join(folder, n)))
 
 
 def output_names(image_name: str, deep3d_compat: bool) -> dict:

@@ -35,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="redo images that are already prepared")
     p.add_argument("--deep3d-compat", "--deep3d_compat", dest="deep3d_compat", action="store_true",
                    help="write Deep3DFaceRecon's conventions: y-up landmarks, mask/<image file name>")
-    p.add_argument("--config", metavar="FILE", help="YAML overriding configs/data_preparation.yaml")
+    p.add_argument("--config", metavar="FILE", help="YAML overriding pipelines/configs/data_preparation.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override any option of configs/data_preparation.yaml (repeatable)")
+                   help="override any option of pipelines/configs/data_preparation.yaml (repeatable)")
     p.add_argument("--backend", default="loky", choices=("loky", "threading", "dask", "ray"))
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
     return p

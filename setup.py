@@ -56,6 +56,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["face3d_data", "face3d_data.*", "pipelines", "pipelines.*"]),
+    package_data={"pipelines": ["configs/*.yaml"]},
     py_modules=["data_preparation"],
     ext_modules=_extensions(),
     install_requires=[

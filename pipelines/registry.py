@@ -1,7 +1,7 @@
 """The one place stages are declared: ``name -> module``.
 
 Each module defines one :class:`pipelines.core.Stage` subclass whose ``name`` is the stage name.
-Adding a stage = one module in ``pipelines/stages/``, one ``configs/<name>.yaml``, one line here.
+Adding a stage = one module in ``pipelines/stages/``, one ``pipelines/configs/<name>.yaml``, one line here.
 """
 
 from __future__ import annotations

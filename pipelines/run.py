@@ -37,7 +37,7 @@ def _stage_parser(name: str, summary: str) -> argparse.ArgumentParser:
     from pipelines.core.config import load_options
 
     parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {name}", description=summary)
-    group = parser.add_argument_group(f"{name} options (defaults from configs/{name}.yaml)")
+    group = parser.add_argument_group(f"{name} options (defaults from pipelines/configs/{name}.yaml)")
     for opt in load_options(name):
         flags = [f"--{opt.key}"]
         if "_" in opt.key:

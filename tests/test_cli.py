@@ -28,9 +28,9 @@ def test_every_stage_has_documented_config(name):
     cls = stage_class(name)
     assert cls.summary
     options = load_options(name)
-    assert options, f"configs/{name}.yaml is missing or empty"
+    assert options, f"pipelines/configs/{name}.yaml is missing or empty"
     undocumented = [o.key for o in options if not o.help]
-    assert not undocumented, f"configs/{name}.yaml: options without a help comment: {undocumented}"
+    assert not undocumented, f"pipelines/configs/{name}.yaml: options without a help comment: {undocumented}"
 
 
 def test_stage_help_shows_options_with_defaults():

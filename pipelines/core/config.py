@@ -1,6 +1,6 @@
 """Stage configuration: documented YAML defaults, overrides, and the matching CLI options.
 
-``configs/<stage>.yaml`` holds one top-level key per option, its default value and, as a comment
+``pipelines/configs/<stage>.yaml`` holds one top-level key per option, its default value and, as a comment
 on the same line (or the comment lines just above it), the help text shown by ``--help``::
 
     # Rotation angles in degrees; positive = counter-clockwise as displayed.
@@ -25,8 +25,8 @@ import yaml
 
 from face3d_data.errors import ConfigError
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                          "configs")
+#: the stage defaults ship inside the package (``pipelines/configs/<stage>.yaml``), so a wheel has them
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
 
 @dataclasses.dataclass
@@ -44,7 +44,7 @@ def config_path(stage: str) -> str:
 
 
 def load_options(stage: str) -> list[Option]:
-    """Read ``configs/<stage>.yaml``: its keys, defaults and help comments, in file order."""
+    """Read ``pipelines/configs/<stage>.yaml``: its keys, defaults and help comments, in file order."""
     path = config_path(stage)
     if not os.path.exists(path):
         return []

@@ -75,7 +75,7 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     Args:
         stage: a Stage subclass or instance (its module must be importable by worker processes).
         options: runner options.
-        cfg: a complete configuration; when omitted it is built from ``configs/<stage>.yaml``,
+        cfg: a complete configuration; when omitted it is built from ``pipelines/configs/<stage>.yaml``,
             ``config_file``, ``sets`` and ``explicit`` (see :func:`pipelines.core.config.build_config`).
 
     Raises:

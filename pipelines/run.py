@@ -33,9 +33,11 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
-def _stage_parser(name: str, summary: str) -> argparse.ArgumentParser:
+def _stage_parser(name: str, summary: str, options_type: type | None = None) -> argparse.ArgumentParser:
     from pipelines.core.config import load_options
+    from pipelines.core.options import field_specs, is_flag, is_list
 
+    specs = field_specs(options_type) if options_type is not None else {}
     parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {name}", description=summary)
     group = parser.add_argument_group(f"{name} options (defaults from pipelines/configs/{name}.yaml)")
     for opt in load_options(name):
@@ -44,9 +46,10 @@ def _stage_parser(name: str, summary: str) -> argparse.ArgumentParser:
             flags.append(f"--{opt.key.replace('_', '-')}")
         kwargs = {"dest": f"stage__{opt.key}", "default": argparse.SUPPRESS,
                   "help": (opt.help or " ") + f" (default: {opt.default!r})"}
-        if isinstance(opt.default, bool):
+        spec = specs.get(opt.key)
+        if is_flag(spec) if spec else isinstance(opt.default, bool):
             kwargs["action"] = argparse.BooleanOptionalAction
-        elif isinstance(opt.default, (list, tuple)):
+        elif is_list(spec) if spec else isinstance(opt.default, (list, tuple)):
             kwargs["nargs"] = "+"
         group.add_argument(*flags, **kwargs)
     _common_options(parser)
@@ -84,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipelines.registry import stage_class
 
         cls = stage_class(name)
-        args = _stage_parser(name, cls.summary).parse_args(rest)
-        explicit = {k[len("stage__"):]: (",".join(v) if isinstance(v, list) else v)
+        args = _stage_parser(name, cls.summary, getattr(cls, "Options", None)).parse_args(rest)
+        explicit = {k[len("stage__"):]: (",".join(v) if isinstance(v, list) else
+                                         v if isinstance(v, bool) else str(v))
                     for k, v in vars(args).items() if k.startswith("stage__")}
         options = RunOptions(out=args.out, jobs=args.jobs, backend=args.backend,
                              scheduler=args.scheduler, shard=parse_shard(args.shard),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import time
+from typing import Literal
 
 import numpy as np
 
 from face3d_data.io import is_image_file, read_image, read_mat, save_npy, write_image
-from pipelines.core import Item, Stage
+from pipelines.core import Item, Stage, StageOptions
 
 LABELS = {"Pose_Para": (7,), "Shape_Para": (None,), "Exp_Para": (None,)}
 
@@ -90,3 +92,46 @@ class BatchedPairStage(PairStage):
                 save_npy(out_npy, np.concatenate([ctx.rng.normal(size=7), row]))
                 results[i] = {"outputs": [ctx.relative(out_img), ctx.relative(out_npy)]}
         return results
+
+
+@dataclasses.dataclass(frozen=True)
+class TypedOptions(StageOptions):
+    """Options of :class:`TypedPairStage` (one field per key of its YAML)."""
+
+    data_root: str | None
+    model: str
+    sleep: float
+    scale: float
+    count: int
+    flip: bool
+    size_jitter: list[float]
+    mode: Literal["fast", "exact"]
+    tags: list[str]
+    levels: dict
+
+
+TYPED_YAML = """\
+data_root: null          # input dataset root
+model: builtin           # a model file or builtin
+sleep: 0.0               # seconds to sleep per item
+scale: 1.5               # a float
+count: 3                 # an integer
+flip: true               # a flag
+size_jitter: [0.9, 1.1]  # a list of floats
+mode: fast               # fast or exact
+tags: [a, b]             # a list of strings
+levels: {}               # a mapping
+"""
+
+
+class TypedPairStage(PairStage):
+    """PairStage with a typed options dataclass (reads ``cfg.sleep`` by attribute)."""
+
+    name = "pairs_typed"
+    Options = TypedOptions
+    input_options = ("data_root",)
+    asset_options = ("model",)
+
+    def process(self, item, cfg, ctx):
+        assert isinstance(cfg, TypedOptions) and isinstance(cfg.size_jitter, list)
+        return super().process(item, cfg, ctx)

@@ -8,8 +8,11 @@ on the same line (or the comment lines just above it), the help text shown by ``
     fill: 0            # border fill value (0-255)
 
 Precedence, lowest first: YAML defaults < ``--config FILE`` < ``--set key=value`` < the stage's
-own options (``--angles 15,30``). Values keep the type of their default (lists from comma
-separated text, booleans from yes/no/true/false).
+own options (``--angles 15,30``). A stage that declares an options dataclass (``Stage.Options``,
+see :mod:`pipelines.core.options`) gets its values converted and checked by the field types (lists
+from comma separated text, booleans from yes/no/true/false, finite floats only) and receives the
+dataclass instance; the YAML keys must equal its fields. A stage without one gets a dict whose
+values keep the type of their default.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def load_options(stage: str) -> list[Option]:
     """Read ``pipelines/configs/<stage>.yaml``: its keys, defaults and help comments, in file order."""
     path = config_path(stage)
     if not os.path.exists(path):
-        return []
+        return []  # build_config turns a missing file of a registered stage into an error
     with open(path, encoding="utf-8") as f:
         text = f.read()
     try:
@@ -132,27 +135,68 @@ def _yaml_value(key: str, text: str) -> Any:
         raise ConfigError(f"option '{key}': cannot parse {text!r}") from None
 
 
-def build_config(stage: str, config_file: str | None = None, sets: list[str] | None = None,
-                 explicit: dict | None = None) -> dict:
+def stage_options_type(stage) -> type | None:
+    """The options dataclass a stage declares (``Stage.Options``), or None (plain dict config).
+
+    ``stage`` may be a Stage class or instance, or a registered stage name.
+    """
+    if isinstance(stage, str):
+        from pipelines.registry import STAGES, stage_class
+
+        if stage not in STAGES:
+            return None
+        stage = stage_class(stage)
+    return getattr(stage, "Options", None)
+
+
+def build_config(stage, config_file: str | None = None, sets: list[str] | None = None,
+                 explicit: dict | None = None):
     """The effective configuration of a stage.
 
     Args:
+        stage: a registered stage name, or a Stage class/instance.
         config_file: optional YAML file with a subset of the keys.
         sets: ``["key=value", ...]`` from ``--set``.
         explicit: ``{key: value}`` from the stage's own options (already parsed or as text).
 
+    Returns:
+        An instance of the stage's options dataclass (``Stage.Options``), or a plain dict for a
+        stage that declares none.
+
     Raises:
-        ConfigError: unknown key, bad value or unreadable file.
+        ConfigError: missing or inconsistent YAML defaults, unknown key, bad value (wrong type,
+        NaN/infinity) or unreadable file.
     """
-    options = {o.key: o for o in load_options(stage)}
+    name = stage if isinstance(stage, str) else stage.name
+    options_type = stage_options_type(stage)
+    path = config_path(name)
+    if not os.path.exists(path):
+        from pipelines.registry import STAGES
+
+        if options_type is not None or name in STAGES:
+            raise ConfigError(f"stage {name}: its defaults file {path} is missing (a packaging error: "
+                              f"pipelines/configs/*.yaml must ship with the package)")
+    options = {o.key: o for o in load_options(name)}
+    if options_type is not None:
+        from pipelines.core.options import check_defaults
+
+        check_defaults(options_type, {k: o.default for k, o in options.items()}, path)
     cfg = {k: o.default for k, o in options.items()}
+    text_keys: set[str] = set()
 
     def assign(key: str, value: Any, source: str) -> None:
         key = key.replace("-", "_")
         if key not in options:
             known = ", ".join(sorted(options)) or "(this stage has no options)"
-            raise ConfigError(f"{source}: unknown option '{key}' for stage {stage}; known: {known}")
-        cfg[key] = coerce(key, value, options[key].default)
+            raise ConfigError(f"{source}: unknown option '{key}' for stage {name}; known: {known}")
+        if options_type is None:
+            cfg[key] = coerce(key, value, options[key].default)
+        else:
+            cfg[key] = value
+            if isinstance(value, str) and not source.startswith("--config"):
+                text_keys.add(key)
+            else:
+                text_keys.discard(key)
 
     if config_file:
         try:
@@ -173,10 +217,31 @@ def build_config(stage: str, config_file: str | None = None, sets: list[str] | N
         assign(k.strip(), v, "--set")
     for k, v in (explicit or {}).items():
         assign(k, v, f"--{k}")
-    return cfg
+    if options_type is None:
+        return cfg
+    from pipelines.core.options import make_options
+
+    return make_options(options_type, cfg, source=f"stage {name}", text_keys=text_keys)
 
 
-def config_hash(cfg: dict, seed: int) -> str:
-    """A short fingerprint of everything that changes outputs (the config and the seed)."""
-    blob = json.dumps({"cfg": cfg, "seed": int(seed)}, sort_keys=True, default=str)
+def as_options(stage, cfg):
+    """``cfg`` as the stage's options instance (a dict is checked and converted), or as given
+    for a stage without an options dataclass."""
+    options_type = stage_options_type(stage)
+    if options_type is None or isinstance(cfg, options_type):
+        return cfg
+    from pipelines.core.options import make_options
+
+    return make_options(options_type, dict(cfg), source=f"stage {stage.name}")
+
+
+def plain_config(cfg) -> dict:
+    """A JSON-ready dict of a configuration (options instance or dict)."""
+    to_dict = getattr(cfg, "to_dict", None)
+    return to_dict() if callable(to_dict) else dict(cfg)
+
+
+def config_hash(cfg, seed: int) -> str:
+    """A short fingerprint of the configuration and the seed."""
+    blob = json.dumps({"cfg": plain_config(cfg), "seed": int(seed)}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]

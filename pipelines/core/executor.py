@@ -36,6 +36,17 @@ def _pin_blas_in_worker() -> None:
         _BLAS_PINNED = True
 
 
+def available_cores() -> int:
+    """The number of cores this process may run on (its CPU affinity, else the machine's count).
+
+    The one definition of "all cores" used by the runner (``--jobs 0``, the cap on ``--jobs``).
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def load_stage_class(path: str):
     """Import ``"package.module:ClassName"``."""
     module, _, name = path.partition(":")
@@ -64,9 +75,10 @@ def execute_task(task: dict) -> list[dict]:
     cfg = task["cfg"]
     resources = lambda: stage_resources(stage, cfg, task["fingerprint"])  # noqa: E731
     items = [Item(t["key"], t["inputs"]) for t in task["items"]]
-    ctxs = [Context(stage=stage.name, out_dir=task["out_dir"], seed=t["seed"],
-                    rng=np.random.default_rng(t["seed"]), key=t["key"], options=task["options"],
-                    _resources=resources) for t in task["items"]]
+    run_seed = int(task["options"].get("seed", 0))
+    ctxs = [Context(stage=stage.name, out_dir=task["out_dir"], run_seed=run_seed,
+                    item_seed=t["seed"], rng=np.random.default_rng(t["seed"]), key=t["key"],
+                    options=task["options"], _resources=resources) for t in task["items"]]
     start = time.perf_counter()
     try:
         results = stage.process_batch(items, cfg, ctxs)
@@ -81,7 +93,7 @@ def execute_task(task: dict) -> list[dict]:
 
 
 def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: float) -> dict:
-    record = {"key": item.key, "inputs": item.inputs, "seed": ctx.seed, "config_hash": fingerprint}
+    record = {"key": item.key, "inputs": item.inputs, "seed": ctx.item_seed, "config_hash": fingerprint}
     if not isinstance(result, Exception):
         result = dict(result or {})
         outputs = [str(p) for p in result.pop("outputs", [])]

@@ -17,8 +17,8 @@ import numpy as np
 from face3d_data.errors import ConfigError
 from face3d_data.io import write_image
 from face3d_data.viz import contact_sheet
-from pipelines.core.config import build_config, config_hash
-from pipelines.core.executor import run_tasks, stage_resources
+from pipelines.core.config import as_options, build_config, config_hash, plain_config
+from pipelines.core.executor import available_cores, run_tasks, stage_resources
 from pipelines.core.journal import Journal, is_complete
 from pipelines.core.manifest import run_metadata, write_failures, write_manifest
 from pipelines.core.seeding import in_shard, item_seed
@@ -82,17 +82,16 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
         ConfigError: bad options (the CLI turns it into exit status 2).
     """
     stage = stage() if isinstance(stage, type) else stage
-    if cfg is None:
-        cfg = build_config(stage.name, config_file, sets, explicit)
+    cfg = build_config(stage, config_file, sets, explicit) if cfg is None else as_options(stage, cfg)
     stage.check_config(cfg)
     if not options.out:
         raise ConfigError(f"{stage.name}: --out is required")
     out_dir = os.path.abspath(options.out)
-    jobs = options.jobs if options.jobs and options.jobs > 0 else (os.cpu_count() or 1)
+    jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
     fingerprint = config_hash(cfg, options.seed)
     runner_options = {"jobs": jobs, "backend": options.backend, "shard": list(options.shard),
                       "limit": options.limit, "seed": options.seed}
-    base_ctx = Context(stage=stage.name, out_dir=out_dir, seed=options.seed,
+    base_ctx = Context(stage=stage.name, out_dir=out_dir, run_seed=options.seed,
                        rng=np.random.default_rng(options.seed), options=runner_options,
                        _resources=lambda: stage_resources(stage, cfg, fingerprint))
     started = time.perf_counter()
@@ -151,7 +150,7 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
 
     ok_records = [records[k] for k in sorted(records)]
     stage.finish(cfg, base_ctx, ok_records)
-    metadata = run_metadata(stage.name, cfg, runner_options, fingerprint)
+    metadata = run_metadata(stage.name, plain_config(cfg), runner_options, fingerprint)
     manifest = write_manifest(out_dir, f"manifest{suffix}", ok_records + failures, metadata) \
         if (ok_records or failures) else None
     failures_path = os.path.join(out_dir, f"failures{suffix}.csv")
@@ -179,7 +178,7 @@ def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict], s
     """Contact sheet of a few random successful outputs (seeded, so reruns pick the same ones)."""
     if type(stage).preview is Stage.preview or not records:
         return None
-    rng = np.random.default_rng(ctx.seed)
+    rng = np.random.default_rng(ctx.run_seed)
     chosen = sorted(rng.choice(len(records), size=min(stage.preview_count, len(records)),
                                replace=False))
     tiles, labels = [], []

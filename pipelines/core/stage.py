@@ -35,16 +35,20 @@ class Context:
     Attributes:
         stage: the stage name.
         out_dir: the output folder (absolute).
-        seed: the item's seed (in ``process``) or the global seed (in ``list_items``/``finish``).
-        rng: ``numpy.random.Generator`` seeded with ``seed``.
+        run_seed: the global seed of the run (``--seed``), in every hook.
+        item_seed: the item's own seed, derived from ``run_seed``, the stage and the key
+            (``process`` only; ``None`` in ``list_items``/``finish``).
+        rng: ``numpy.random.Generator`` seeded with ``item_seed`` in ``process`` and with
+            ``run_seed`` in ``list_items``/``finish``/``preview``.
         key: the item key (``process`` only).
         options: runner options (``jobs``, ``backend``, ``shard``...), read-only.
     """
 
     stage: str
     out_dir: str
-    seed: int
+    run_seed: int
     rng: np.random.Generator
+    item_seed: int | None = None
     key: str | None = None
     options: dict = dataclasses.field(default_factory=dict)
     _resources: Callable[[], Any] | None = None
@@ -66,7 +70,8 @@ class Context:
 class Stage:
     """Base class of a stage. Subclasses set ``name`` and ``summary`` and implement the hooks.
 
-    Hooks (``cfg`` is the effective configuration, a plain dict):
+    Hooks (``cfg`` is the effective configuration: an instance of the stage's ``Options``
+    dataclass, see :mod:`pipelines.core.options`, or a plain dict for a stage without one):
 
     - ``list_items(cfg, ctx) -> list[Item]`` (required): every item of the job, in any order.
     - ``setup(cfg)`` (optional): load what every item needs (a model...); cached once per worker
@@ -91,6 +96,19 @@ class Stage:
 
     name: str = ""
     summary: str = ""
+    #: the frozen dataclass of this stage's options (fields = the YAML keys); None = plain dict
+    Options: type | None = None
+    #: option keys whose values are input folders or files the stage reads; the runner refuses an
+    #: ``--out`` that equals, contains or lies inside one of them, and any output that would
+    #: replace an input file (see :meth:`input_paths` for inputs not named by an option)
+    input_options: tuple[str, ...] = ()
+    #: True for a stage that by design writes only new names beside its inputs (its ``--out`` is
+    #: the input folder, e.g. data_preparation); the per-item output check still applies
+    writes_beside_inputs: bool = False
+    #: option keys whose values are files (or folders) the outputs depend on by content (a model,
+    #: an asset); resume compares their content hash, so a rebuilt file redoes the items.
+    #: Values that are not existing paths ("builtin", null) count by their text.
+    asset_options: tuple[str, ...] = ()
     #: number of tiles in preview.png
     preview_count: int = 16
     #: items per call of ``process_batch``
@@ -98,6 +116,20 @@ class Stage:
 
     def check_config(self, cfg: dict) -> None:
         pass
+
+    def input_paths(self, cfg) -> list[str]:
+        """Input folders/files of the run (default: the values of ``input_options`` that are set).
+
+        Override when inputs come from elsewhere (e.g. a folder recorded in another manifest).
+        """
+        paths = []
+        for key in self.input_options:
+            value = cfg[key] if key in cfg else None
+            if isinstance(value, (list, tuple)):
+                paths += [str(v) for v in value if v]
+            elif value:
+                paths.append(str(value))
+        return paths
 
     def setup(self, cfg: dict) -> Any:
         return None

@@ -7,7 +7,7 @@
    crop, extrapolated per pixel to 512²) measured in the same run.
 3. The astronaut skin means (face / hair / suit / background).
 4. With ``--synth N``: dlib's 68-point error on N synthetic 300W-LP samples of the built-in model
-   (``face3d_data.morphable.synth``), mean point-to-point distance to the 2D-style labels
+   (``face3d_data.w300lp.synth``), mean point-to-point distance to the 2D-style labels
    (``pts_2d``) over the outer-eye-corner distance, all 68 points and without the jaw (17-67).
 
     python benchmarks/data_preparation.py [--images 40] [--jobs 2] [--repeats 9] [--synth 30 --yaw 30]
@@ -108,7 +108,7 @@ def astronaut_means() -> dict:
 def synth_nme(n: int, yaw_range_deg: float) -> dict:
     from face3d_data.landmarks import detect_faces, landmarks68
     from face3d_data.morphable import builtin_model
-    from face3d_data.morphable.synth import synthesize
+    from face3d_data.w300lp.synth import synthesize
 
     model, rng = builtin_model(), np.random.default_rng(0)
     all68, inner = [], []

@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from face3d_data.io import (encode_image, read_image, read_mat, write_bytes,  # noqa: E402
                             write_image, write_mat)
-from face3d_data.morphable.pose import project  # noqa: E402
+from face3d_data.w300lp.pose import project  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 from face3d_data.posmap import (apply_affine, build_uv_assets, crop_image, crop_matrix,  # noqa: E402
                                 crop_vertices, landmark_crop_box, preview_image,
@@ -52,7 +52,7 @@ def make_dataset(root: str, model, samples: int, unique: int, seed: int = 0,
     ``_k`` views or rotated copies). Each group's coefficients are its render's plus 5 % of the
     prior std of noise, small enough to keep the face on the image.
     """
-    from face3d_data.morphable.synth import synthesize
+    from face3d_data.w300lp.synth import synthesize
 
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
@@ -176,7 +176,7 @@ def reference(pairs, model, out: str, res: int, rng) -> float:
 def end_to_end(root: str, model_path: str, out: str, jobs: int) -> tuple[float, int] | None:
     try:
         from face3d_data.morphable import load_model  # noqa: F401
-        from face3d_data.morphable.dataset import find_samples  # noqa: F401
+        from face3d_data.w300lp import find_samples  # noqa: F401
     except ImportError as exc:
         print(f"end to end: skipped ({exc})")
         return None

@@ -77,7 +77,7 @@ def reference(pairs, out: str) -> float:
 
 def end_to_end(root: str, out: str, jobs: int):
     try:
-        from face3d_data.morphable.dataset import find_samples  # noqa: F401
+        from face3d_data.w300lp import find_samples  # noqa: F401
     except ImportError as exc:
         print(f"end to end: skipped ({exc})")
         return None

@@ -4,17 +4,30 @@ import numpy as np
 import pytest
 import scipy.io
 
-from face3d_data.errors import InputError
+from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import write_image
-from face3d_data.morphable.dataset import (find_samples, labels_to_mat, landmarks_from_params,
-                                           read_labels, read_pts_mat, view_index, write_labels,
-                                           write_pts_mat)
-from face3d_data.morphable.pose import project
 from face3d_data.morphable.testing import random_model
+from face3d_data.w300lp import (
+    FIELD_SPECS,
+    FIELDS,
+    check_data_root,
+    dataset_inputs,
+    find_samples,
+    labels_to_mat,
+    landmarks_from_params,
+    load_sample,
+    read_labels,
+    read_pts_mat,
+    roi_of_points,
+    view_index,
+    write_labels,
+    write_pts_mat,
+)
+from face3d_data.w300lp.pose import project
 
 
 def fake_300wlp_mat(path, k_shape=199, k_exp=29, pose=None, pt2d=None):
-    """A label file with the exact shapes/dtypes of a real 300W-LP sample (formats.md §2.2)."""
+    """A label file with the exact shapes/dtypes of a real 300W-LP sample (docs/formats.md#300w-lp-label-fields)."""
     rng = np.random.default_rng(0)
     pose = np.array([[0.1, 0.47, -0.05, 220.0, 230.0, 10.0, 1.1e-3]], np.float32) if pose is None else pose
     scipy.io.savemat(path, {
@@ -152,3 +165,75 @@ def test_landmarks_from_params_for_any_view(tmp_path):
     np.testing.assert_allclose(landmarks_from_params(model, lab, (450, 450)), true, atol=1e-2)
     with pytest.raises(ValueError, match="coefficients"):
         landmarks_from_params(random_model(300, 4, 4, seed=2), lab, (450, 450))
+
+
+def test_roi_is_stored_one_based_like_pt2d(tmp_path):
+    """roi is written in pt2d's frame (1-based, y down) and read back canonical."""
+    pts = np.random.default_rng(4).uniform(50, 300, (68, 2))
+    fields = labels_to_mat(np.r_[0, 0, 0, 0, 0, 0, 1.0], np.zeros(3), np.zeros(2), pt2d=pts,
+                           roi=[10.2, 20.0, 299.6, 309.4])
+    np.testing.assert_array_equal(fields["roi"], [[11, 21, 301, 310]])
+    write_labels(tmp_path / "r.mat", fields)
+    lab = read_labels(tmp_path / "r.mat")
+    np.testing.assert_array_equal(lab.roi, [10, 20, 300, 309])
+    # roi_of_points: the square box centred on the points' box, longer side
+    box = roi_of_points(pts)
+    lo, hi = pts.min(0), pts.max(0)
+    side = (hi - lo).max()
+    np.testing.assert_allclose(box[2:] - box[:2], [side, side])
+    np.testing.assert_allclose((box[2:] + box[:2]) / 2, (lo + hi) / 2)
+    # a real 300W-LP roi (1-based) reads 1 px lower, canonical
+    fake_300wlp_mat(tmp_path / "AFW_1_1_0.mat")
+    np.testing.assert_array_equal(read_labels(tmp_path / "AFW_1_1_0.mat").roi, [161, 51, 1181, 1071])
+
+
+def test_schema_states_what_labels_to_mat_writes():
+    fields = labels_to_mat(np.r_[0, 0, 0, 0, 0, 0, 1.0], np.zeros(5), np.zeros(3), tex_para=np.zeros(4),
+                           pt2d=np.zeros((68, 2)), pt3d_68=np.zeros((68, 3)), roi=[0, 0, 9, 9])
+    assert list(fields) == [f.name for f in FIELDS]       # every field written is in the schema, in order
+    for name, value in fields.items():
+        spec = FIELD_SPECS[name]
+        assert spec.dtype.split()[0] == value.dtype.name, name
+        stored = spec.stored.split(";")[0].strip("() ").split(", ")
+        for want, got in zip(stored, value.shape):
+            assert want == "K" or int(want) == got, (name, value.shape)
+        assert spec.frame and spec.meaning
+    assert {f.name for f in FIELDS if f.required} == {"Pose_Para", "Shape_Para", "Exp_Para"}
+
+
+def test_find_samples_excludes_an_output_folder_inside_the_root(tmp_path):
+    make_tree(tmp_path)
+    out = tmp_path / "AFW" / "rotated"
+    out.mkdir()
+    write_image(out / "AFW_134212_1_0_angle_30.jpg", np.zeros((8, 8, 3), np.uint8))
+    fake_300wlp_mat(out / "AFW_134212_1_0_angle_30.mat")
+    assert any("rotated" in s.key for s in find_samples(tmp_path))
+    keys = [k for k, _ in dataset_inputs(tmp_path, exclude=[out])]
+    assert keys == [s.key for s in find_samples(tmp_path)
+                    if "rotated" not in s.key] and len(keys) == 6
+    assert find_samples(tmp_path, exclude=[tmp_path]) == []
+
+
+def test_check_data_root(tmp_path):
+    assert check_data_root(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(ConfigError, match="--data-root is required"):
+        check_data_root(None)
+    with pytest.raises(ConfigError, match="data_root: .*not a folder"):
+        check_data_root(str(tmp_path / "nope"))
+    with pytest.raises(ConfigError, match="--img-folder is required"):
+        check_data_root("", option="img_folder")
+
+
+def test_load_sample_projects_the_face(tmp_path):
+    model = random_model(300, 8, 4, seed=2)
+    sp = np.random.default_rng(3).normal(size=8) * model.shape_std
+    pose = np.array([0.1, 0.6, -0.1, 30, 25, 0, 0.05])
+    write_image(tmp_path / "a.png", np.full((40, 50, 3), 7, np.uint8))
+    write_labels(tmp_path / "a.mat", labels_to_mat(pose, sp, np.zeros(4)))
+    sample = load_sample(tmp_path / "a.png", tmp_path / "a.mat", model)
+    assert sample.image_hw == (40, 50) and sample.image.shape == (40, 50, 3)
+    expected = project(model.vertices(np.float64(sp)), np.float32(pose), (40, 50))
+    np.testing.assert_allclose(sample.projected, expected, rtol=1e-5, atol=1e-3)  # float32 vertices
+    assert load_sample(tmp_path / "a.png", tmp_path / "a.mat").projected is None
+    with pytest.raises(InputError, match="a.mat.*coefficients"):
+        load_sample(tmp_path / "a.png", tmp_path / "a.mat", random_model(300, 4, 4, seed=2))

@@ -8,7 +8,7 @@ from face3d_data.fitting.landmark_basis import landmark_basis
 from face3d_data.fitting.synthetic import synthetic_faces
 from face3d_data.morphable import MorphableModel
 from face3d_data.morphable.builtin import builtin_model
-from face3d_data.morphable.pose import project
+from face3d_data.w300lp.pose import project
 from face3d_data.morphable.testing import random_model
 
 
@@ -37,7 +37,7 @@ def test_exact_landmarks_builtin_recover_pose(builtin):
     err = angle_errors_deg(r, faces)
     assert np.all(err.mean(axis=0) < 0.5), err.mean(axis=0)
     assert r.error_px.mean() <= 0.1
-    # The Pose_Para really is the 300W-LP convention: morphable.pose.project reproduces the fit.
+    # The Pose_Para really is the 300W-LP convention: w300lp.pose.project reproduces the fit.
     verts = builtin.vertices(r.shape_para[0], r.exp_para[0])[builtin.landmarks]
     np.testing.assert_allclose(project(verts, r.pose_para[0], faces.image_hw)[:, :2], r.landmarks[0],
                                atol=1e-3)

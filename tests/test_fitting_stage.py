@@ -12,8 +12,8 @@ from face3d_data.coords import canonical_to_pt2d
 from face3d_data.fitting.synthetic import synthetic_faces
 from face3d_data.io import write_image, write_landmarks_txt, write_mat, write_pts
 from face3d_data.morphable.builtin import builtin_model
-from face3d_data.morphable.dataset import read_labels
-from face3d_data.morphable.pose import project
+from face3d_data.w300lp import read_labels
+from face3d_data.w300lp.pose import project
 from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.registry import stage_class
 
@@ -59,5 +59,11 @@ def test_fit_3dmm_stage(folder, tmp_path):
         assert np.abs(reproj - faces.landmarks[i]).mean() < 3.0
         assert abs(np.degrees(labels.pose_para[1] - faces.pose_para[i, 1])) < 5.0
         np.testing.assert_allclose(labels.pt2d, faces.landmarks[i], atol=1e-4)
+        # roi: the landmarks' square box, stored 1-based like pt2d (was 0-based: off by one)
+        lo, hi = faces.landmarks[i].min(0), faces.landmarks[i].max(0)
+        half = (hi - lo).max() / 2
+        box = np.r_[(lo + hi) / 2 - half, (lo + hi) / 2 + half]
+        np.testing.assert_allclose(labels.raw["roi"].ravel(), box + 1, atol=0.5)
+        np.testing.assert_allclose(labels.roi, box, atol=0.5)
         assert os.path.isfile(tmp_path / f"{key}.jpg")
     assert summary.preview and os.path.isfile(summary.preview)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from face3d_data.morphable import pose
+from face3d_data.w300lp import pose
 
 
 def rx(a):
@@ -60,7 +60,7 @@ def test_convert_angles_preserves_the_applied_rotation(src, dst):
 
 
 def test_face3d_of_transposed_300wlp_matrix_returns_stored_angles():
-    # formats.md §0.3: face3d matrix2angle applied to R_3ddfaᵀ returns (pitch, yaw, roll)
+    # docs/formats.md#rotation-conventions: face3d matrix2angle applied to R_3ddfaᵀ returns (pitch, yaw, roll)
     R = pose.angles_to_matrix(0.1, 0.5, -0.2, "300wlp")
     np.testing.assert_allclose(np.deg2rad(pose.matrix_to_angles(R.T, "face3d")), (0.1, 0.5, -0.2), atol=1e-12)
 

@@ -7,12 +7,23 @@ import pytest
 from scipy import ndimage
 
 from face3d_data.augment import in_plane_rotation, rotate_label_fields
-from face3d_data.morphable import MorphableModel, project
+from face3d_data.morphable import MorphableModel
 from face3d_data.morphable.testing import random_model
-from face3d_data.posmap import (build_uv_assets, crop_image, crop_matrix, decode_landmarks,
-                                float16_error_bound, identity_of, landmark_crop_box,
-                                make_posmap_sample, preview_image, render_position_map,
-                                split_of, storage_array)
+from face3d_data.posmap import (
+    build_uv_assets,
+    crop_image,
+    crop_matrix,
+    decode_landmarks,
+    float16_error_bound,
+    identity_of,
+    landmark_crop_box,
+    make_posmap_sample,
+    preview_image,
+    render_position_map,
+    split_of,
+    storage_array,
+)
+from face3d_data.w300lp import project
 
 RES = 128
 

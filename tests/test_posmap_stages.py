@@ -11,9 +11,10 @@ import pytest
 from face3d_data.coords import canonical_to_pt2d
 from face3d_data.errors import InputError
 from face3d_data.io import load_npy, read_datalist, read_image, read_mat, write_image, write_mat
-from face3d_data.morphable import MorphableModel, project
+from face3d_data.morphable import MorphableModel
 from face3d_data.morphable.testing import random_model
 from face3d_data.posmap import decode_landmarks
+from face3d_data.w300lp import project
 from pipelines.core import RunOptions, build_config, read_manifest, run_stage
 
 NAMES = ["AFW/AFW_100_1_0", "AFW/AFW_100_1_1", "AFW_Flip/AFW_100_1_0", "HELEN/HELEN_7_2_0",

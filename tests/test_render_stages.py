@@ -12,8 +12,8 @@ morphable = pytest.importorskip("face3d_data.morphable")
 if not hasattr(morphable, "load_model"):
     pytest.skip("face3d_data.morphable.load_model is not available yet", allow_module_level=True)
 
-from face3d_data.morphable import project  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
+from face3d_data.w300lp import project  # noqa: E402
 from pipelines.core import RunOptions, build_config, run_stage  # noqa: E402
 from pipelines.registry import stage_class  # noqa: E402
 

@@ -7,9 +7,15 @@ import math
 import numpy as np
 import pytest
 
-from face3d_data.augment import (angle_suffix, in_plane_rotation, rotate_image,
-                                 rotate_label_fields, rotate_pts_fields, rotate_sample)
-from face3d_data.morphable import angles_to_matrix, matrix_to_angles, project
+from face3d_data.augment import (
+    angle_suffix,
+    in_plane_rotation,
+    rotate_image,
+    rotate_label_fields,
+    rotate_pts_fields,
+    rotate_sample,
+)
+from face3d_data.w300lp import angles_to_matrix, matrix_to_angles, project
 
 ANGLES = [15, 30, 45, 60, -15, -30, -45, -60, 7.5, 90, 135, 180, -170]
 

@@ -4,11 +4,10 @@ import numpy as np
 import pytest
 
 from face3d_data.io import read_image, write_image
-from face3d_data.morphable import builtin_model, project
-from face3d_data.morphable.dataset import labels_to_mat, read_labels, write_labels
-from face3d_data.morphable.synth import (PoseDistribution, marched_landmarks, sh_basis, shade,
-                                         synthesize)
+from face3d_data.morphable import builtin_model
 from face3d_data.morphable.testing import random_model
+from face3d_data.w300lp import labels_to_mat, project, read_labels, write_labels
+from face3d_data.w300lp.synth import PoseDistribution, marched_landmarks, sh_basis, shade, synthesize
 
 
 @pytest.fixture(scope="module")

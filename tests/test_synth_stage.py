@@ -7,8 +7,8 @@ import pytest
 
 from face3d_data.errors import ConfigError
 from face3d_data.io import read_datalist
-from face3d_data.morphable import builtin_model, project
-from face3d_data.morphable.dataset import find_samples, read_labels, read_pts_mat
+from face3d_data.morphable import builtin_model
+from face3d_data.w300lp import find_samples, project, read_labels, read_pts_mat
 from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.registry import stage_class
 

@@ -10,9 +10,10 @@ Conventions (see ``docs/prnet.md``):
 - Labels are never re-fitted. With the 300W-LP projection ``x_matlab = f·R·S + t`` (1-based,
   y up), a rotation by θ about the camera axis is ``R' = Rz(θ)·R`` and ``(tx, ty)`` moves with the
   pixels; ``tz``, ``f``, ``Shape_Para`` and ``Exp_Para`` do not change. The angles are
-  re-extracted in the 300W-LP convention (:mod:`face3d_data.morphable.pose`).
-- Point fields are rotated in their own frames: ``pt2d`` (2,K) and ``pt3d_68`` (3,68) are 1-based
-  y down (``-1`` = missing stays ``-1``; ``pt3d_68``'s z is unchanged); ``roi`` (1,4)
+  re-extracted in the 300W-LP convention (:mod:`face3d_data.w300lp.pose`).
+- Point fields are rotated in their own stored frames, converted to and from the canonical frame
+  by :mod:`face3d_data.w300lp.labels` (the one place that states them): ``pt2d`` (2,K) and
+  ``pt3d_68`` (3,68) are 1-based y down (``-1`` = missing stays ``-1``; ``pt3d_68``'s z is unchanged); ``roi`` (1,4)
   ``[x1, y1, x2, y2]`` becomes the axis-aligned box of its four rotated corners; the
   ``landmarks/*_pts.mat`` arrays ``pts_2d``/``pts_3d`` (68,2) are treated in the same 1-based
   y-down frame. Every other field is copied unchanged.
@@ -27,7 +28,8 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from face3d_data import coords
+from face3d_data.w300lp.labels import points_to_canonical, points_to_stored, roi_to_canonical
+from face3d_data.w300lp.pose import angles_to_matrix, matrix_to_angles
 
 #: Fields that carry 1-based, y-down image points, with the axis that holds x/y/(z).
 _POINT_FIELDS = ("pt2d", "pt3d_68")
@@ -144,8 +146,6 @@ def rotate_pose(pose_para: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
         (7,) float64: angles re-extracted from ``Rz(θ)·R``, ``(tx, ty)`` moved with the pixels,
         ``tz`` and ``f`` unchanged.
     """
-    from face3d_data.morphable.pose import angles_to_matrix, matrix_to_angles
-
     pose = np.asarray(pose_para, dtype=np.float64).reshape(-1)
     if pose.size != 7:
         raise ValueError(f"pose_para must have 7 elements, got {np.asarray(pose_para).shape}")
@@ -168,8 +168,7 @@ def rotate_pose(pose_para: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
 
 def _rotate_one_based(points_xy: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
     """Rotate (K, 2) 1-based y-down points (``-1`` = missing is kept)."""
-    canonical = coords.pt2d_to_canonical(points_xy)
-    return coords.canonical_to_pt2d(rotation.apply(canonical))
+    return points_to_stored(rotation.apply(points_to_canonical(points_xy)))
 
 
 def _rotate_rows(array: np.ndarray, rotation: InPlaneRotation, name: str) -> np.ndarray:
@@ -187,9 +186,9 @@ def _rotate_roi(roi: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
     r = np.asarray(roi)
     if r.size != 4:
         raise ValueError(f"roi must have 4 elements, got shape {r.shape}")
-    x1, y1, x2, y2 = r.reshape(-1).astype(np.float64)
+    x1, y1, x2, y2 = roi_to_canonical(r)
     corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]])
-    turned = _rotate_one_based(corners, rotation)
+    turned = points_to_stored(rotation.apply(corners))  # back to the stored 1-based frame
     lo, hi = np.floor(turned.min(axis=0)), np.ceil(turned.max(axis=0))
     box = np.array([lo[0], lo[1], hi[0], hi[1]])
     if r.dtype.kind in "iu":

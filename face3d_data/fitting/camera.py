@@ -8,7 +8,7 @@ SVD (``P = U Σ Vᵀ`` → rows ``U Vᵀ``, scale = mean singular value), so the
 orthonormal with det +1 — unlike face3d's ``P2sRt``, which only normalises the rows.
 
 Frame: the 2D points are in the 300W-LP Matlab frame (1-based, y up), so that
-``x ≈ s · R[:2] · X + t`` with ``R`` the 300W-LP rotation (see :mod:`face3d_data.morphable.pose`).
+``x ≈ s · R[:2] · X + t`` with ``R`` the 300W-LP rotation (see :mod:`face3d_data.w300lp.pose`).
 """
 
 from __future__ import annotations

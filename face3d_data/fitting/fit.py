@@ -23,13 +23,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from face3d_data.coords import canonical_to_matlab, matlab_to_canonical
-from face3d_data.fitting.camera import (apply_camera_update, camera_jacobian,
-                                        estimate_scaled_orthographic)
+from face3d_data.fitting.camera import apply_camera_update, camera_jacobian, estimate_scaled_orthographic
 from face3d_data.fitting.checks import check_image_hw, check_landmarks, check_weights, usable_weights
 from face3d_data.fitting.contour import march
 from face3d_data.fitting.landmark_basis import LandmarkBasis, landmark_basis
 from face3d_data.fitting.ridge import positions, selected_vertices, solve_coefficients
-from face3d_data.morphable.pose import matrix_to_angles
+from face3d_data.w300lp.pose import matrix_to_angles
 
 #: Default regularisation (px²): λ plays the role of the landmark noise variance (~1 px)
 #: (MAP with λ = σ_px²); see docs/fitting.md.

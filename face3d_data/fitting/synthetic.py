@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from face3d_data.morphable.pose import angles_to_matrix, project
+from face3d_data.w300lp.pose import angles_to_matrix, project
 
 
 @dataclass

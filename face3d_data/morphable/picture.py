@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from face3d_data.morphable.model import MorphableModel
-from face3d_data.morphable.pose import project
-from face3d_data.morphable.synth import render_face
+from face3d_data.w300lp.pose import project
+from face3d_data.w300lp.synth import render_face
 
 
 def _studio_light() -> np.ndarray:
@@ -26,7 +26,7 @@ def render_view(model: MorphableModel, shape_para=None, exp_para=None, tex_para=
     centre = (v.max(0) + v.min(0)) / 2
     f = 0.9 * size / height
     pose = np.array([0.0, np.deg2rad(yaw_deg), 0.0, 0.0, 0.0, 0.0, f])
-    from face3d_data.morphable.pose import angles_to_matrix
+    from face3d_data.w300lp.pose import angles_to_matrix
     c = f * angles_to_matrix(0.0, pose[1], 0.0) @ centre
     pose[3], pose[4] = (size + 1) / 2 - c[0], (size + 1) / 2 - c[1]
     albedo = model.colors(tex_para) if model.tex_mean is not None else np.full((model.n_vertices, 3), 200.0)
@@ -72,8 +72,8 @@ def views_strip(model: MorphableModel, yaws=(-90, -45, 0, 45, 90), size: int = 1
 def synthetic_sheet(model: MorphableModel, count: int = 16, size: int = 112, seed: int = 0) -> np.ndarray:
     """``count`` synthetic samples (random identity, expression, pose up to ±90° yaw, lighting,
     procedural background) with their ``pt2d`` landmarks."""
-    from face3d_data.morphable.synth import synthesize
     from face3d_data.viz import contact_sheet, draw_landmarks
+    from face3d_data.w300lp.synth import synthesize
 
     rng = np.random.default_rng(seed)
     tiles = []

@@ -1,7 +1,7 @@
 """One PRNet training pair: the square crop and its UV position map, from a projected face.
 
 Input is the source image and the model's vertices projected into its canonical frame (e.g.
-:func:`face3d_data.morphable.pose.project` with a 300W-LP ``Pose_Para``); the crop box comes from
+:func:`face3d_data.w300lp.pose.project` with a 300W-LP ``Pose_Para``); the crop box comes from
 the projected 68 landmark vertices (:mod:`face3d_data.posmap.crop`).
 """
 
@@ -40,10 +40,10 @@ def projection_affine(pose_para, image_hw) -> np.ndarray:
     """The 300W-LP projection as a (3, 4) float64 affine, model space → canonical image frame.
 
     ``project(v, pose_para, image_hw) == v @ A[:, :3].T + A[:, 3]`` (the projection is affine
-    for a fixed pose); obtained from :func:`face3d_data.morphable.pose.project` itself, so the
+    for a fixed pose); obtained from :func:`face3d_data.w300lp.pose.project` itself, so the
     convention has one definition. Lets the posmap path project and crop in one pass.
     """
-    from face3d_data.morphable.pose import project
+    from face3d_data.w300lp.pose import project
 
     points = np.vstack([np.zeros(3), np.eye(3)])
     image = project(points, pose_para, image_hw)
@@ -63,7 +63,7 @@ def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_index: 
     Args:
         image: (H, W, 3) uint8 source image, canonical frame.
         vertices: (N, 3) the model's vertices in the source canonical frame (z larger = closer),
-            e.g. from :func:`face3d_data.morphable.pose.project`; or, with ``projection``,
+            e.g. from :func:`face3d_data.w300lp.pose.project`; or, with ``projection``,
             model-space vertices (then only the landmarks are projected separately, and the
             projection and crop are applied to all vertices in one pass).
         landmark_index: (68,) vertex indices of the landmarks (``model.landmarks``).

@@ -1,7 +1,7 @@
 """Image-space maps of projected meshes: PNCC, depth, normals, per-vertex visibility, UV space.
 
 Frames: vertices are in the canonical image frame (0-based, x right, y down, pixel centres at
-integers) with z larger = closer, in the same units as x and y (``morphable.pose.project``).
+integers) with z larger = closer, in the same units as x and y (``w300lp.pose.project``).
 Several faces sharing one topology are given as a list (or (F, N, 3) array) of vertex arrays and
 are composited by true z in one z-buffer (unlike 3DDFA v1, which overwrote face by face).
 """
@@ -58,7 +58,7 @@ def ncc_code(mean_shape, expression_mean=None, keep=None) -> np.ndarray:
     3DDFA v1 (``pncc_code.npy``): ``ncc_code(u_shp)`` on the neutral mean of all vertices.
     3DDFA_V2 (``ncc_code.npy``): ``ncc_code(u_shp, u_exp, keep=no_neck_vertices)``, i.e. on the
     mean plus the expression mean, restricted to ``keep`` and normalised on that subset. The two
-    differ by up to 0.19 and are not interchangeable (formats.md §5.1).
+    differ by up to 0.19 and are not interchangeable (docs/formats.md#ncc-codes).
 
     Args:
         mean_shape: (N, 3) model-space mean shape.

@@ -8,7 +8,7 @@ Per sample ``<subset>/<name>`` (one item each), under ``--out``, the size of the
 - ``<subset>/<name>_depth.png``   normalised picture, nearer = brighter, background 0: 8-bit, or
   16-bit single channel with ``visual_bits: 16``; the range is the face's min..max depth.
 
-z comes from :func:`face3d_data.morphable.pose.project` (z = f·(R·S)_z + tz), rendered by
+z comes from :func:`face3d_data.w300lp.pose.project` (z = f·(R·S)_z + tz), rendered by
 :func:`face3d_data.render.render_depth`. See docs/rendering.md.
 """
 

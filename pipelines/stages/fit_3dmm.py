@@ -29,7 +29,7 @@ from face3d_data.coords import pt2d_to_canonical
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.fitting import fit_landmarks
 from face3d_data.io import is_image_file, read_image, read_landmarks, read_mat, write_bytes
-from face3d_data.morphable.pose import project
+from face3d_data.w300lp.pose import project
 from face3d_data.viz import draw_landmarks
 from pipelines.core import Item, Stage
 
@@ -129,7 +129,7 @@ class Fit3DMM(Stage):
             raise InputError(item.inputs["image"], f"landmark detection failed: {exc}") from None
 
     def process(self, item, cfg, ctx):
-        from face3d_data.morphable.dataset import labels_to_mat, write_labels
+        from face3d_data.w300lp import labels_to_mat, write_labels
 
         model = ctx.resources
         image_path = item.inputs["image"]

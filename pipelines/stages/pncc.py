@@ -7,8 +7,8 @@ Per sample ``<subset>/<name>`` (one item each), under ``--out``:
 - ``<subset>/<name>_pncc.npy``  the same map as float32 in [0, 1] (``npy: true``).
 
 The NCC code comes from the model's mean (``code: v1``, all vertices; ``code: v2``, the non-neck
-vertices, normalised on that subset, the 3DDFA_V2 variant; formats.md §5). The face is the
-label's ``Shape_Para``/``Exp_Para`` projected with ``Pose_Para`` (morphable.pose.project) and
+vertices, normalised on that subset, the 3DDFA_V2 variant; docs/formats.md#ncc-codes). The face is the
+label's ``Shape_Para``/``Exp_Para`` projected with ``Pose_Para`` (w300lp.pose.project) and
 z-buffered by :func:`face3d_data.render.render_pncc`. See docs/rendering.md.
 """
 
@@ -36,7 +36,7 @@ def check_dataset_config(cfg, stage: str) -> None:
 
 def dataset_items(cfg) -> list[Item]:
     """One item per image/label pair of the 300W-LP-format tree at ``data_root``."""
-    from face3d_data.morphable.dataset import find_samples
+    from face3d_data.w300lp import find_samples
 
     return [Item(key=s.key, inputs={"image": str(s.image_path), "mat": str(s.mat_path)})
             for s in find_samples(cfg["data_root"])]
@@ -44,8 +44,8 @@ def dataset_items(cfg) -> list[Item]:
 
 def projected_face(model, item) -> tuple[np.ndarray, np.ndarray]:
     """(image (H, W, 3) uint8, vertices (N, 3) float32 canonical image frame) of one sample."""
-    from face3d_data.morphable.dataset import read_labels
-    from face3d_data.morphable.pose import project
+    from face3d_data.w300lp import read_labels
+    from face3d_data.w300lp.pose import project
 
     image = read_image(item.inputs["image"])
     labels = read_labels(item.inputs["mat"])

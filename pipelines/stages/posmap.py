@@ -119,7 +119,7 @@ class PosmapStage(Stage):
         return PosmapResources(cfg)
 
     def list_items(self, cfg, ctx):
-        from face3d_data.morphable.dataset import find_samples
+        from face3d_data.w300lp import find_samples
 
         return [Item(key=s.key, inputs={"image": str(s.image_path), "mat": str(s.mat_path)})
                 for s in find_samples(cfg["data_root"])]

@@ -19,7 +19,7 @@ import numpy as np
 from face3d_data.augment import angle_suffix, in_plane_rotation, rotate_sample
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import read_image, read_mat, write_image, write_mat
-from face3d_data.morphable.pose import project
+from face3d_data.w300lp.pose import project
 from face3d_data.viz import draw_landmarks
 from pipelines.core import Item, Stage
 
@@ -91,7 +91,7 @@ class Rotate300WLP(Stage):
         return load_landmark_model(cfg.get("model"))
 
     def list_items(self, cfg, ctx):
-        from face3d_data.morphable.dataset import find_samples
+        from face3d_data.w300lp import find_samples
 
         items = []
         for s in find_samples(cfg["data_root"]):

@@ -80,7 +80,7 @@ class Synth300WLP(Stage):
         return [Item(key=f"{cfg['prefix']}_{i:06d}") for i in range(int(cfg["count"]))]
 
     def _pose(self, cfg):
-        from face3d_data.morphable.synth import PoseDistribution
+        from face3d_data.w300lp.synth import PoseDistribution
 
         return PoseDistribution(yaw_range_deg=float(cfg["yaw_range_deg"]),
                                 pitch_std_deg=float(cfg["pitch_std_deg"]),
@@ -89,8 +89,8 @@ class Synth300WLP(Stage):
                                 center_jitter=float(cfg["center_jitter"]))
 
     def process(self, item, cfg, ctx):
-        from face3d_data.morphable.dataset import write_labels, write_pts_mat
-        from face3d_data.morphable.synth import sample_coefficients, synthesize
+        from face3d_data.w300lp import write_labels, write_pts_mat
+        from face3d_data.w300lp.synth import sample_coefficients, synthesize
 
         model, backgrounds = ctx.resources
         index = int(item.key.rsplit("_", 1)[1])

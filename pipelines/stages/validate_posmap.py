@@ -21,7 +21,7 @@ import numpy as np
 
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import load_npy, read_image, read_mat, write_image, write_text
-from face3d_data.morphable.pose import project
+from face3d_data.w300lp.pose import project
 from face3d_data.posmap import (build_uv_assets, crop_matrix, crop_vertices, decode_landmarks,
                                 landmark_nme, posmap_defects)
 from face3d_data.posmap.crop import CropBox

@@ -3,7 +3,7 @@
 :func:`synthesize` samples identity, expression and texture from the model's prior and a pose
 from a configurable distribution, renders the textured face with spherical-harmonics lighting
 over a background (procedural, or a user image) with the project's rasteriser, and returns the
-image with labels in exactly the 300W-LP layout (see :mod:`face3d_data.morphable.dataset`).
+image with labels in exactly the 300W-LP layout (see :mod:`face3d_data.w300lp.labels`).
 
 Labels are computed from the *stored* values: the pose is rounded to float32 (as 300W-LP stores
 ``Pose_Para``) before anything is projected, so reprojecting the model's landmarks with the saved
@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from face3d_data.morphable.dataset import labels_to_mat
 from face3d_data.morphable.model import MorphableModel
-from face3d_data.morphable.pose import angles_to_matrix, project
 from face3d_data.render import render_attributes, vertex_normals
+from face3d_data.w300lp.labels import labels_to_mat, roi_of_points
+from face3d_data.w300lp.pose import angles_to_matrix, project
 
 #: Real spherical-harmonics basis up to band 2, scaled so that coefficient 0 is the ambient level
 #: and bands 1-2 are unit-amplitude directional terms. Normals are in the camera frame
@@ -267,11 +267,8 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
 
     landmarks = projected[model.landmarks, :2].copy()
     pts_2d = marched_landmarks(model, projected, pose_para)
-    lo, hi = landmarks.min(0), landmarks.max(0)
-    c, half = (lo + hi) / 2, (hi - lo).max() / 2
-    roi = [c[0] - half + 1, c[1] - half + 1, c[0] + half + 1, c[1] + half + 1]  # 1-based, like pt2d
     labels = labels_to_mat(pose_para, sp, ep, tex_para=tp, pt2d=landmarks,
-                           pt3d_68=projected[model.landmarks], roi=roi,
+                           pt3d_68=projected[model.landmarks], roi=roi_of_points(landmarks),
                            extra={"SH_Para": sh.astype(np.float32)})
     return SynthSample(image=image, labels=labels, landmarks=landmarks, pts_2d=pts_2d,
                        pts_3d=landmarks.copy(), mask=mask)

@@ -78,7 +78,10 @@ def execute_task(task: dict) -> list[dict]:
     run_seed = int(task["options"].get("seed", 0))
     ctxs = [Context(stage=stage.name, out_dir=task["out_dir"], run_seed=run_seed,
                     item_seed=t["seed"], rng=np.random.default_rng(t["seed"]), key=t["key"],
-                    options=task["options"], _resources=resources) for t in task["items"]]
+                    options=task["options"], _resources=resources,
+                    _protected=frozenset(os.path.realpath(p) for p in t["inputs"].values()
+                                         if isinstance(p, str)))
+            for t in task["items"]]
     start = time.perf_counter()
     try:
         results = stage.process_batch(items, cfg, ctxs)
@@ -98,7 +101,11 @@ def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: 
         result = dict(result or {})
         outputs = [str(p) for p in result.pop("outputs", [])]
         missing = [p for p in outputs if not os.path.exists(os.path.join(ctx.out_dir, p))]
-        if missing:
+        replaced = [p for p in outputs if os.path.realpath(os.path.join(ctx.out_dir, p)) in ctx._protected]
+        if replaced:
+            result = InputError(os.path.join(ctx.out_dir, replaced[0]),
+                                "an output of this item replaced its input file")
+        elif missing:
             result = RuntimeError(f"stage {stage.name} reported outputs it did not write: {missing[:3]}")
         else:
             record.update(result)

@@ -8,6 +8,7 @@ processes the rest in parallel, records every result in the journal, then writes
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -87,6 +88,7 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     if not options.out:
         raise ConfigError(f"{stage.name}: --out is required")
     out_dir = os.path.abspath(options.out)
+    check_out_apart(stage, cfg, out_dir)
     jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
     fingerprint = config_hash(cfg, options.seed)
     runner_options = {"jobs": jobs, "backend": options.backend, "shard": list(options.shard),
@@ -100,6 +102,7 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     if len(set(keys)) != len(keys):
         dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
         raise ConfigError(f"{stage.name}: duplicate item keys {dupes}")
+    check_items_apart(stage, items, out_dir)
     if options.limit is not None:
         items = items[:max(0, options.limit)]
     size = max(1, int(stage.batch_size))
@@ -164,6 +167,69 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     if not options.quiet:
         print_summary(summary, jobs, options.backend)
     return summary
+
+
+def _real(path: str) -> str:
+    return os.path.realpath(os.path.abspath(os.fspath(path)))
+
+
+def _relation(out: str, path: str) -> str | None:
+    """How folder ``out`` overlaps ``path``: "is", "is inside", "contains" or None (real paths)."""
+    if out == path:
+        return "is"
+    if out.startswith(path.rstrip(os.sep) + os.sep):
+        return "is inside"
+    if path.startswith(out.rstrip(os.sep) + os.sep):
+        return "contains"
+    return None
+
+
+def check_out_apart(stage: Stage, cfg, out_dir: str) -> None:
+    """Refuse an output folder that is, contains or lies inside an input folder/file of the run
+    (``stage.input_paths(cfg)``), unless the stage writes only new names beside its inputs by
+    design (``writes_beside_inputs``). Also refuse a folder that holds another stage's run.
+
+    Raises:
+        ConfigError: naming the option/path and the overlap.
+    """
+    out = _real(out_dir)
+    if not stage.writes_beside_inputs:
+        for path in stage.input_paths(cfg):
+            relation = _relation(out, _real(path))
+            if relation:
+                raise ConfigError(f"{stage.name}: --out {out_dir} {relation} the input {path}; "
+                                  f"outputs would replace or mix with the inputs, choose a separate folder")
+    if os.path.isdir(out_dir):
+        for name in sorted(os.listdir(out_dir)):
+            if name.startswith("manifest") and name.endswith(".run.json"):
+                try:
+                    with open(os.path.join(out_dir, name), encoding="utf-8") as f:
+                        other = json.load(f).get("stage")
+                except (OSError, ValueError, AttributeError):
+                    continue
+                if other and other != stage.name:
+                    raise ConfigError(f"{stage.name}: --out {out_dir} holds the outputs of stage "
+                                      f"{other} ({name}); choose a separate folder")
+
+
+def check_items_apart(stage: Stage, items: list, out_dir: str) -> None:
+    """Refuse a run whose output folder holds input files of its items (any item), unless the
+    stage writes beside its inputs by design. Folders are resolved once each (symlinks too)."""
+    if stage.writes_beside_inputs:
+        return
+    out = _real(out_dir)
+    resolved: dict[str, str] = {}
+    for item in items:
+        for path in item.inputs.values():
+            if not isinstance(path, (str, os.PathLike)):
+                continue
+            folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+            if folder not in resolved:
+                resolved[folder] = _real(folder)
+            real_folder = resolved[folder]
+            if real_folder == out or real_folder.startswith(out.rstrip(os.sep) + os.sep):
+                raise ConfigError(f"{stage.name}: --out {out_dir} holds the input {path} of item "
+                                  f"{item.key}; outputs could replace inputs, choose a separate folder")
 
 
 def _progress(name: str, total: int, quiet: bool):

@@ -52,6 +52,8 @@ class Context:
     key: str | None = None
     options: dict = dataclasses.field(default_factory=dict)
     _resources: Callable[[], Any] | None = None
+    #: real paths of this item's input files: ``path()`` refuses to name one of them
+    _protected: frozenset = frozenset()
 
     @property
     def resources(self) -> Any:
@@ -59,8 +61,19 @@ class Context:
         return None if self._resources is None else self._resources()
 
     def path(self, *parts: str) -> str:
-        """An absolute path under ``out_dir``."""
-        return os.path.join(self.out_dir, *parts)
+        """An absolute path under ``out_dir``.
+
+        Raises:
+            InputError: when the path is one of the item's input files (an output may never
+                replace an input).
+        """
+        path = os.path.join(self.out_dir, *parts)
+        if self._protected and os.path.realpath(path) in self._protected:
+            from face3d_data.errors import InputError
+
+            raise InputError(path, "an output of this item would replace its input file; "
+                                   "write the outputs to a separate folder")
+        return path
 
     def relative(self, path: str) -> str:
         """``path`` relative to ``out_dir`` (forward slashes), as ``process`` reports outputs."""

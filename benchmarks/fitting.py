@@ -6,7 +6,7 @@ Models (random, BFM-like units, 68 landmark vertices only, no mesh -> fixed jaw 
 plus the builtin model (40+13, mesh, landmark marching) for information.
 
 The reference is a straightforward implementation of face3d's ``fit_points``, written here from
-the description in formats.md §1.1 (Gold Standard affine camera by pseudo-inverse, ``P2sRt``
+the description in docs/formats.md#face3d-landmark-fitting (Gold Standard affine camera by pseudo-inverse, ``P2sRt``
 without orthogonalisation, expression then shape Tikhonov solves with λ = 20 / 40 via ``inv``,
 4 iterations, one face at a time). It runs on the same landmarks (Matlab y-up frame, as it
 expects) and its reprojection error is computed with its own (s, R, t).
@@ -63,7 +63,7 @@ def _face3d_p2srt(P: np.ndarray):
 
 def face3d_fit(x: np.ndarray, model: MorphableModel, max_iter: int = 4, lambda_exp: float = 20.0,
                lambda_shape: float = 40.0):
-    """face3d ``fit_points`` (formats.md §1.1) for one face; x (68, 2) Matlab frame (y up)."""
+    """face3d ``fit_points`` (docs/formats.md#face3d-landmark-fitting) for one face; x (68, 2) Matlab frame (y up)."""
     lm = model.landmarks
     mean = model.mean[lm].astype(np.float64).reshape(-1)
     shape_pc = model.shape_basis[lm].reshape(-1, model.n_shape).astype(np.float64)

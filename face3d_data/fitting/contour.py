@@ -1,7 +1,7 @@
 """Jaw contour handling for landmark fitting: candidate lines and landmark marching.
 
 The 17 jaw landmarks of a 2D annotation lie on the *visible silhouette* of the face, not on fixed
-mesh vertices. HPEN / 300W-LP handle this by "landmark marching" (formats.md §1.2): each jaw
+mesh vertices. HPEN / 300W-LP handle this by "landmark marching" (docs/formats.md#landmark-marching): each jaw
 landmark owns a horizontal line of candidate vertices across the cheek; on the side of the face
 turned away from the camera the landmark is re-assigned, every iteration, to the candidate with
 the extreme projected x (the silhouette). The chin (landmark 8) and the side facing the camera

@@ -1,7 +1,7 @@
 """5 points from 68, alignment to the 224x224 Deep3DFaceRecon crop, and the ArcFace similarity.
 
 Everything is in the canonical image frame (0-based, pixel centres at integers, x right, y down);
-Deep3DFaceRecon does the same arithmetic on y-up points (formats.md §4.4), which gives the same
+Deep3DFaceRecon does the same arithmetic on y-up points (docs/formats.md#deep3dfacerecon-alignment), which gives the same
 crop because the least-squares fit is equivariant under the flip.
 """
 
@@ -248,7 +248,7 @@ def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def arcface_transform(points5: np.ndarray) -> np.ndarray:
-    """The similarity from the 5 points to the ArcFace 112x112 template (formats.md §4.4).
+    """The similarity from the 5 points to the ArcFace 112x112 template (docs/formats.md#deep3dfacerecon-alignment).
 
     Deep3DFaceRecon's ``estimate_norm`` applies it to the 224 crop's landmarks for the identity
     loss warp.

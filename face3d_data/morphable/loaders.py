@@ -19,7 +19,7 @@ Deep3D front             ``meanshape idBase exBase keypoints tri``       normali
 Expression files for BFM2009: 3DDFA ``Model_Expression.mat`` (``mu_exp w_exp sigma_exp``; the
 mean is folded into the model mean, as face3d does) or Deep3DFaceRecon ``Exp_Pca.bin`` with
 ``std_exp.txt`` beside it. ``BFM_UV.mat`` (``UV``) is read by :func:`load_uv`. Layouts:
-formats.md §0.1, §7.4, §10. Indices in files are 1-based (Matlab) unless noted; x, y, z are
+docs/formats.md#morphable-model-files. Indices in files are 1-based (Matlab) unless noted; x, y, z are
 interleaved per vertex in every ``3N`` array.
 """
 
@@ -279,7 +279,7 @@ def _read_expression(exp, n: int):
 def load_bfm2009(path, exp=None, info=None) -> MorphableModel:
     """BFM2009 ``01_MorphableModel.mat`` (+ ``model_info.mat`` and an expression file) -> raw model.
 
-    ``shapeEV``/``texEV`` are standard deviations (formats.md §0.1). With ``info``, the model is
+    ``shapeEV``/``texEV`` are standard deviations (docs/formats.md#bfm2009). With ``info``, the model is
     trimmed to 53,215 vertices with ``trimIndex`` and gets ``keypoints`` and ``tri``; without it,
     the 68 landmarks are unknown and an error says so.
     """

@@ -1,7 +1,7 @@
 """PRNet training data: UV assets at any resolution, landmark crops, UV position maps, splits.
 
 - :mod:`face3d_data.posmap.uv_assets`    face/weight masks, ``uv_kpt_ind``, ``face_ind``, the
-  masked-grid triangulation, and the UV raster position maps are rendered with
+  masked-grid triangulation, and the UV raster that every position map is interpolated over
 - :mod:`face3d_data.posmap.crop`         the square crop from 68 landmarks (seeded jitter)
 - :mod:`face3d_data.posmap.keypoint_weights` exact keypoint decoding weights (texels + weights)
 - :mod:`face3d_data.posmap.position_map` render / decode / store position maps

@@ -3,7 +3,7 @@
 - ``manifest.parquet`` (+ ``manifest.csv`` for people): one row per item — key, status, inputs,
   outputs, seconds, seed and the stage's own columns; the run's metadata (effective config,
   package version, git revision, host, command) is stored in the parquet file's metadata and in
-  ``run.json``.
+  ``manifest.run.json``.
 - ``failures.csv``: one row per failed item — key, stage, error class, message (naming the file).
   Absent when nothing failed.
 """
@@ -67,7 +67,7 @@ def _table(records: list[dict]) -> pd.DataFrame:
 
 
 def write_manifest(out_dir: str, name: str, records: list[dict], metadata: dict) -> str:
-    """Write ``<name>.parquet``, ``<name>.csv`` and ``run.json``-style metadata; return the parquet path."""
+    """Write ``<name>.parquet``, ``<name>.csv`` and ``<name>.run.json`` metadata; return the parquet path."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 

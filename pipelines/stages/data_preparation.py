@@ -1,6 +1,6 @@
 """Stage ``data_preparation``: 68 landmarks, skin masks and datalists for Deep3DFaceRecon training.
 
-The output folder is the image folder itself (Deep3DFaceRecon's folder contract, formats.md §4.1):
+The output folder is the image folder itself (Deep3DFaceRecon's folder contract, docs/formats.md#deep3dfacerecon-folder-layout):
 for each ``<name>.<jpg|jpeg|png>`` (any case) it writes
 
 - ``landmarks/<stem>.txt``: 68 "x y" rows, canonical frame (``deep3d_compat``: y up, 0-based);

@@ -15,7 +15,8 @@ label it would have had if cut at that size). Texels that are exactly 0 (uncover
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,7 +41,7 @@ class AugmentConfig:
     erase_aspect: tuple = (0.3, 3.3)
 
     @classmethod
-    def from_config(cls, cfg: Mapping[str, Any]) -> "AugmentConfig":
+    def from_config(cls, cfg: Mapping[str, Any]) -> AugmentConfig:
         """From the ``aug_*`` keys of a task configuration (missing keys keep their defaults)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {}

@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,7 +81,7 @@ def load_checkpoint(path: str) -> dict[str, Any]:
         raise ConfigError(f"checkpoint {path!r} not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint file
         raise ConfigError(f"checkpoint {path!r} cannot be read: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or "task" not in state:
         raise ConfigError(f"{path!r} is not a face3d-data training checkpoint")

@@ -37,7 +37,8 @@ import os
 import platform
 import sys
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,12 @@ from face3d_data.errors import ConfigError
 from face3d_data.io.atomic import write_bytes, write_text
 from face3d_data.train import checkpoint as ckpt
 from face3d_data.train.registry import make_task
-from face3d_data.train.task import COMMON_DEFAULTS, RUN_CONTROL_KEYS, epoch_seed, scan_samples
+from face3d_data.train.task import (
+    COMMON_DEFAULTS,
+    RUN_CONTROL_KEYS,
+    epoch_seed,
+    scan_samples,
+)
 
 
 class NonFiniteAbort(RuntimeError):
@@ -188,8 +194,8 @@ def resolve_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def build_optimizer(task, model: torch.nn.Module, cfg: Mapping[str, Any], steps_per_epoch: int):
     """(optimizer, per-step LambdaLR): lr × lr_decay^⌊step / (lr_decay_epochs · steps_per_epoch)⌋."""
     params = task.parameter_groups(model)
-    kwargs = dict(lr=float(cfg["lr"]), betas=tuple(float(b) for b in cfg["betas"]),
-                  weight_decay=float(cfg["weight_decay"]))
+    kwargs = {"lr": float(cfg["lr"]), "betas": tuple(float(b) for b in cfg["betas"]),
+              "weight_decay": float(cfg["weight_decay"])}
     opt = (torch.optim.AdamW if cfg["optimizer"] == "adamw" else torch.optim.Adam)(params, **kwargs)
     period = max(int(cfg["lr_decay_epochs"]) * steps_per_epoch, 1)
     decay = float(cfg["lr_decay"])

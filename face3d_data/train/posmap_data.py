@@ -107,7 +107,7 @@ class PosmapDataset(SampleDataset):
             try:
                 with Image.open(image_path) as im:
                     shape = (im.size[1], im.size[0], 3)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
                 raise InputError(image_path, f"unreadable image: {exc}") from None
             label = np.load(label_path, mmap_mode="r", allow_pickle=False)
         if tuple(shape[:2]) != (r, r):

@@ -229,8 +229,8 @@ class PRNetTask(Task):
             losses.append(float(posmap_loss(pred / scale, gt / scale, t["weight"], self.cfg["loss"]))
                           * image.shape[0])
             err = landmark_errors(pred, gt, t["texels"], t["weights"], t["face_ind"])
-            for k in parts:
-                parts[k].append(err[k].cpu().numpy())
+            for k, values in parts.items():
+                values.append(err[k].cpu().numpy())
             pred_kpts.append(err["pred_kpt"].cpu().numpy())
             yaws.append(batch["yaw"].numpy())
             keys += list(batch["key"])

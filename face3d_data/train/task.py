@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -159,7 +160,7 @@ class _CheckView(torch.utils.data.Dataset):
             return None
         except InputError as exc:
             return (self.dataset.keys[i], exc.path or "", exc.message)
-        except Exception as exc:  # anything unreadable is a bad sample, not a crash
+        except Exception as exc:  # noqa: BLE001 - anything unreadable is a bad sample, not a crash
             return (self.dataset.keys[i], "", f"{type(exc).__name__}: {exc}")
 
 

@@ -45,7 +45,7 @@ class UVData:
                 "triangles": self.triangles}
 
     @classmethod
-    def from_state(cls, state: dict) -> "UVData":
+    def from_state(cls, state: dict) -> UVData:
         mask = np.asarray(state["face_mask"], bool)
         return cls(mask, np.asarray(state["weight_mask"], np.float32),
                    KeypointWeights(np.asarray(state["kpt_texels"]), np.asarray(state["kpt_weights"]),

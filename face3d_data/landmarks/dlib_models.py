@@ -1,4 +1,4 @@
-"""The dlib models: HOG face detector and the shape predictors shipped in ``face_recognition_models``.
+"""The dlib models: HOG and CNN face detectors and the shape predictors of ``face_recognition_models``.
 
 The ``.dat`` files are located with :func:`importlib.util.find_spec` and never imported as a module
 (``face_recognition_models/__init__.py`` needs ``pkg_resources``, which modern setuptools dropped).
@@ -10,8 +10,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import threading
 
 from face3d_data.errors import ConfigError
+
+#: dlib's CNN (MMOD) face detector, shipped in face_recognition_models
+CNN_DETECTOR_FILE = "mmod_human_face_detector.dat"
 
 PREDICTOR_FILES = {
     5: "shape_predictor_5_face_landmarks.dat",
@@ -31,7 +35,7 @@ def models_folder() -> str:
             "the dlib landmark models are missing: install them with "
             "`pip install face_recognition_models` (they are not downloaded at run time)"
         )
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "models")
+    folder = os.path.join(next(iter(spec.submodule_search_locations)), "models")
     if not os.path.isdir(folder):
         raise ConfigError(f"{folder}: face_recognition_models has no models/ folder; reinstall it")
     return folder
@@ -47,7 +51,7 @@ def predictor_path(n_points: int) -> str:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def face_detector():
     """dlib's HOG + linear SVM frontal face detector (cached per process)."""
     import dlib
@@ -55,7 +59,29 @@ def face_detector():
     return dlib.get_frontal_face_detector()
 
 
-@functools.lru_cache(maxsize=None)
+def cnn_detector_path() -> str:
+    """Path of dlib's CNN face detector (``mmod_human_face_detector.dat``)."""
+    path = os.path.join(models_folder(), CNN_DETECTOR_FILE)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: dlib CNN face detector missing; reinstall face_recognition_models")
+    return path
+
+
+_local = threading.local()
+
+
+def cnn_face_detector():
+    """dlib's CNN (MMOD) face detector, one instance per thread (its network keeps per-call buffers,
+    so threads never share one; loading takes a few milliseconds)."""
+    detector = getattr(_local, "cnn", None)
+    if detector is None:
+        import dlib
+
+        detector = _local.cnn = dlib.cnn_face_detection_model_v1(cnn_detector_path())
+    return detector
+
+
+@functools.cache
 def shape_predictor(n_points: int):
     """dlib's ``n_points``-point shape predictor (cached per process)."""
     import dlib

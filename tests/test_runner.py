@@ -15,7 +15,6 @@ import pytest
 
 from face3d_data.errors import ConfigError
 from face3d_data.io import write_mat
-from face3d_data.io.atomic import is_temporary
 from pipelines.core import RunOptions, read_manifest, run_stage
 from pipelines.core.seeding import in_shard, item_seed
 from runner_stages import PairStage
@@ -72,12 +71,18 @@ def test_rerun_skips_complete_items_and_redoes_missing_ones(pair_folder, tmp_pat
     assert (third.processed, third.skipped) == (12, 0)
 
 
-def test_changed_config_redoes_items(pair_folder, tmp_path):
+def test_changed_seed_redoes_items_with_the_new_seed(pair_folder, tmp_path):
     out = tmp_path / "out"
     run(pair_folder, out, jobs=1)
+    seed0 = digest_outputs(out)
+    run(pair_folder, tmp_path / "fresh5", jobs=1, seed=5)
     again = run(pair_folder, out, jobs=1, seed=5)
-    assert again.processed == 12
-    assert digest_outputs(out) != {}
+    assert (again.processed, again.skipped) == (12, 0)
+    assert digest_outputs(out) == digest_outputs(tmp_path / "fresh5")
+    assert all(digest_outputs(out)[k] != v for k, v in seed0.items())
+    # a changed option (even one that does not change the bytes) redoes the items too
+    changed = run(pair_folder, out, jobs=1, seed=5, sleep=0.001)
+    assert (changed.processed, changed.skipped) == (12, 0)
 
 
 def test_resume_after_sigkill_is_byte_identical(pair_folder, tmp_path):
@@ -110,8 +115,8 @@ def test_resume_after_sigkill_is_byte_identical(pair_folder, tmp_path):
     assert digest_outputs(out) == reference
     leftovers = [f for _, _, files in os.walk(out) for f in files
                  if not f.endswith(("_out.png", "_pose.npy", ".csv", ".parquet", ".json",
-                                    ".jsonl", ".txt", ".png"))]
-    assert all(is_temporary(f) for f in leftovers)
+                                    ".jsonl", ".txt", ".png", ".lock"))]
+    assert not leftovers, "the resumed run removes the killed run's temporary files"
 
 
 def test_bad_items_are_reported_and_good_items_written(pair_folder, tmp_path):
@@ -158,16 +163,23 @@ def test_bad_items_are_reported_and_good_items_written(pair_folder, tmp_path):
     assert (again.skipped, again.failed) == (12, 5)
 
 
-def test_shards_partition_items(pair_folder, tmp_path):
-    a = run(pair_folder, tmp_path / "s", jobs=1, shard=(0, 2))
-    b = run(pair_folder, tmp_path / "s", jobs=1, shard=(1, 2))
-    keys_a = {r["key"] for r in a.records}
-    keys_b = {r["key"] for r in b.records}
-    assert not keys_a & keys_b and len(keys_a | keys_b) == 12
-    assert keys_a and keys_b
-    run(pair_folder, tmp_path / "whole", jobs=1)
-    assert digest_outputs(tmp_path / "s") == digest_outputs(tmp_path / "whole")
-    assert (tmp_path / "s" / "manifest.shard-0-of-2.parquet").exists()
+def test_shards_partition_items_and_the_last_shard_finishes_the_whole_set(pair_folder, tmp_path):
+    whole = run(pair_folder, tmp_path / "whole", jobs=1)
+    expected = (tmp_path / "whole" / "finished.txt").read_text()
+    assert expected.count("\n") == 11
+    for order in ((0, 1, 2), (2, 1, 0)):
+        out = tmp_path / f"s{order[0]}"
+        parts = [run(pair_folder, out, jobs=1, shard=(i, 3)) for i in order]
+        keys = [{r["key"] for r in p.records} for p in parts]
+        assert all(keys) and sum(map(len, keys)) == 12 and set().union(*keys) == {r["key"] for r in whole.records}
+        # finish() saw every shard's records: the list is complete whatever the order
+        assert (out / "finished.txt").read_text() == expected
+        assert digest_outputs(out) == digest_outputs(tmp_path / "whole")
+        assert (out / "preview.png").read_bytes() == (tmp_path / "whole" / "preview.png").read_bytes()
+        assert all((out / f"manifest.shard-{i}-of-3.parquet").exists() for i in range(3))
+    # a single run after the shards finds every item done
+    after = run(pair_folder, tmp_path / "s0", jobs=1)
+    assert (after.processed, after.skipped) == (0, 12)
 
 
 def test_seeds_and_shards_depend_only_on_keys():

@@ -91,12 +91,12 @@ def execute_task(task: dict) -> list[dict]:
     except Exception as exc:  # the whole batch failed: every item reports it
         results = [exc] * len(items)
     seconds = round((time.perf_counter() - start) / max(1, len(items)), 6)
-    return [_record(stage, item, ctx, result, task["fingerprint"], seconds)
-            for item, ctx, result in zip(items, ctxs, results)]
+    return [_record(stage, item, ctx, result, t["fingerprint"], seconds)
+            for item, ctx, result, t in zip(items, ctxs, results, task["items"])]
 
 
 def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: float) -> dict:
-    record = {"key": item.key, "inputs": item.inputs, "seed": ctx.item_seed, "config_hash": fingerprint}
+    record = {"key": item.key, "inputs": item.inputs, "seed": ctx.item_seed, "fingerprint": fingerprint}
     if not isinstance(result, Exception):
         result = dict(result or {})
         outputs = [str(p) for p in result.pop("outputs", [])]

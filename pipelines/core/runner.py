@@ -15,12 +15,14 @@ import time
 
 import numpy as np
 
-from face3d_data.errors import ConfigError
+from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import write_image
+from face3d_data.io.atomic import is_temporary
 from face3d_data.viz import contact_sheet
 from pipelines.core.config import as_options, build_config, config_hash, plain_config
 from pipelines.core.executor import available_cores, run_tasks, stage_resources
-from pipelines.core.journal import Journal, is_complete
+from pipelines.core.fingerprint import AssetHasher, item_fingerprint, run_fingerprint
+from pipelines.core.journal import Journal, is_complete, load_all, locked
 from pipelines.core.manifest import run_metadata, write_failures, write_manifest
 from pipelines.core.seeding import in_shard, item_seed
 from pipelines.core.stage import Context, Stage
@@ -83,19 +85,21 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
         ConfigError: bad options (the CLI turns it into exit status 2).
     """
     stage = stage() if isinstance(stage, type) else stage
+    check_run_options(options)
     cfg = build_config(stage, config_file, sets, explicit) if cfg is None else as_options(stage, cfg)
     stage.check_config(cfg)
     if not options.out:
         raise ConfigError(f"{stage.name}: --out is required")
     out_dir = os.path.abspath(options.out)
     check_out_apart(stage, cfg, out_dir)
-    jobs = options.jobs if options.jobs and options.jobs > 0 else available_cores()
-    fingerprint = config_hash(cfg, options.seed)
-    runner_options = {"jobs": jobs, "backend": options.backend, "shard": list(options.shard),
+    state_dir = os.path.join(out_dir, STATE_DIR)
+    hasher = AssetHasher(os.path.join(state_dir, "asset-hashes.json"))
+    run_fp = run_fingerprint(config_hash(cfg, options.seed), stage, cfg, hasher)
+    runner_options = {"jobs": options.jobs, "backend": options.backend, "shard": list(options.shard),
                       "limit": options.limit, "seed": options.seed}
     base_ctx = Context(stage=stage.name, out_dir=out_dir, run_seed=options.seed,
                        rng=np.random.default_rng(options.seed), options=runner_options,
-                       _resources=lambda: stage_resources(stage, cfg, fingerprint))
+                       _resources=lambda: stage_resources(stage, cfg, run_fp))
     started = time.perf_counter()
     items = sorted(stage.list_items(cfg, base_ctx), key=lambda it: it.key)
     keys = [it.key for it in items]
@@ -104,31 +108,40 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
         raise ConfigError(f"{stage.name}: duplicate item keys {dupes}")
     check_items_apart(stage, items, out_dir)
     if options.limit is not None:
-        items = items[:max(0, options.limit)]
+        items = items[:options.limit]
+    load_resources_once(stage, cfg, run_fp)
+    fingerprints = {it.key: item_fingerprint(run_fp, it.inputs) for it in items}
     size = max(1, int(stage.batch_size))
     index, count = options.shard
     batches = [batch for batch in (items[i:i + size] for i in range(0, len(items), size))
                if in_shard(batch[0].key, index, count)]
-    items = [it for batch in batches for it in batch]
+    shard_items = [it for batch in batches for it in batch]
 
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{stage.name}: cannot create --out {out_dir}: {exc.strerror}") from None
+    check_writable(out_dir)
+    remove_stale_temporaries(out_dir)
     suffix = _suffix(options.shard)
-    journal = Journal(os.path.join(out_dir, STATE_DIR, f"{stage.name}{suffix}.journal.jsonl"))
-    previous = {} if options.overwrite else journal.load()
-    done = {it.key: previous[it.key] for it in items
-            if is_complete(previous.get(it.key), fingerprint, out_dir)}
+    journal = Journal(os.path.join(state_dir, f"{stage.name}{suffix}.journal.jsonl"))
+    previous = {} if options.overwrite else load_all(state_dir, stage.name, own=journal.path)
+    done = {it.key: previous[it.key] for it in shard_items
+            if is_complete(previous.get(it.key), fingerprints[it.key], out_dir)}
     # A batch with any unfinished item is redone whole, so its composition (and bytes) never change.
     pending = [batch for batch in batches if any(it.key not in done for it in batch)]
     for batch in pending:
         for it in batch:
             done.pop(it.key, None)
     stage_class = f"{type(stage).__module__}:{type(stage).__qualname__}"
-    tasks = [{"stage_class": stage_class, "cfg": cfg, "fingerprint": fingerprint,
+    tasks = [{"stage_class": stage_class, "cfg": cfg, "fingerprint": run_fp,
               "out_dir": out_dir, "options": runner_options,
-              "items": [{"key": it.key, "inputs": dict(it.inputs),
+              "items": [{"key": it.key, "inputs": dict(it.inputs), "fingerprint": fingerprints[it.key],
                          "seed": item_seed(options.seed, stage.name, it.key)} for it in batch]}
              for batch in pending]
     n_pending = sum(len(batch) for batch in pending)
+    jobs = effective_jobs(options, len(tasks))
+    runner_options["jobs"] = jobs
 
     records = dict(done)
     failures: list[dict] = []
@@ -150,23 +163,100 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
         journal.close()
         if bar is not None:
             bar.close()
+    hasher.save()
 
-    ok_records = [records[k] for k in sorted(records)]
-    stage.finish(cfg, base_ctx, ok_records)
-    metadata = run_metadata(stage.name, plain_config(cfg), runner_options, fingerprint)
-    manifest = write_manifest(out_dir, f"manifest{suffix}", ok_records + failures, metadata) \
-        if (ok_records or failures) else None
+    own_records = [records[k] for k in sorted(records)]
+    # Whatever is derived from all items (datalists, labels, splits, stats, preview) is rebuilt
+    # from the records of every shard found in this folder, under a lock: the shard that finishes
+    # last writes the complete set, equal to a single run's.
+    with locked(os.path.join(state_dir, f"{stage.name}.finish.lock")):
+        merged = load_all(state_dir, stage.name, own=journal.path)
+        merged.update(records)
+        all_records = [merged[it.key] for it in items
+                       if it.key in records or is_complete(merged.get(it.key), fingerprints[it.key], out_dir)]
+        stage.finish(cfg, base_ctx, all_records)
+        preview = _write_preview(stage, cfg, base_ctx, all_records)
+    metadata = run_metadata(stage.name, plain_config(cfg), runner_options, run_fp)
+    manifest = write_manifest(out_dir, f"manifest{suffix}", own_records + failures, metadata) \
+        if (own_records or failures) else None
     failures_path = os.path.join(out_dir, f"failures{suffix}.csv")
     write_failures(failures_path, stage.name, failures)
-    preview = _write_preview(stage, cfg, base_ctx, ok_records, suffix)
-    summary = RunSummary(stage=stage.name, out_dir=out_dir, total=len(items),
+    summary = RunSummary(stage=stage.name, out_dir=out_dir, total=len(shard_items),
                          processed=n_pending - len(failures), skipped=len(done),
                          failed=len(failures), seconds=time.perf_counter() - started,
                          manifest=manifest, failures=failures_path if failures else None,
-                         preview=preview, records=ok_records + failures)
+                         preview=preview, records=own_records + failures)
     if not options.quiet:
         print_summary(summary, jobs, options.backend)
     return summary
+
+
+def check_run_options(options: RunOptions) -> None:
+    """Reject runner options that cannot mean anything (exit 2 from the CLI)."""
+    from pipelines.core.executor import BACKENDS
+
+    for name, value, low in (("--seed", options.seed, 0), ("--jobs", options.jobs, 0),
+                             ("--limit", options.limit, 0)):
+        if value is None and name == "--limit":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            hint = " (0 = all cores)" if name == "--jobs" else ""
+            raise ConfigError(f"{name} must be an integer >= {low}{hint}, got {value!r}")
+    if options.seed >= 2 ** 63:
+        raise ConfigError(f"--seed must be below 2**63, got {options.seed}")
+    if options.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
+    if options.scheduler is not None and options.backend not in ("dask", "ray"):
+        raise ConfigError(f"--scheduler needs --backend dask or ray (got --backend {options.backend})")
+
+
+def effective_jobs(options: RunOptions, n_tasks: int) -> int:
+    """``--jobs`` (0 = all cores) capped by the pending batches and, on this machine, the cores."""
+    jobs = options.jobs or available_cores()
+    if not (options.scheduler and options.backend in ("dask", "ray")):
+        jobs = min(jobs, available_cores())
+    return max(1, min(jobs, n_tasks))
+
+
+def load_resources_once(stage: Stage, cfg, fingerprint: str) -> None:
+    """Run ``stage.setup(cfg)`` in this process before any item, so a bad model or asset is one
+    clear error (exit 2) instead of a failure row per item.
+
+    Raises:
+        ConfigError: whatever setup raised, as one line naming the stage.
+    """
+    if type(stage).setup is Stage.setup:
+        return
+    try:
+        stage_resources(stage, cfg, fingerprint)
+    except (ConfigError, InputError):
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"{stage.name}: cannot load the stage's resources: "
+                          f"{type(exc).__name__}: {exc}") from None
+
+
+def check_writable(out_dir: str) -> None:
+    """Refuse (exit 2) an output folder this process cannot write into."""
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out_dir}: the folder is not writable")
+
+
+def remove_stale_temporaries(out_dir: str) -> int:
+    """Delete the atomic writer's temporary files (``.<name>.tmp-*``) left in ``out_dir`` by a run
+    that was killed; returns how many were removed. Only that exact pattern is touched."""
+    removed = 0
+    for dirpath, dirs, files in os.walk(out_dir):
+        for name in files:
+            if is_temporary(name):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except OSError:
+                    pass
+    return removed
 
 
 def _real(path: str) -> str:
@@ -240,7 +330,7 @@ def _progress(name: str, total: int, quiet: bool):
     return tqdm(total=total, desc=name, unit="item", dynamic_ncols=True)
 
 
-def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict], suffix: str) -> str | None:
+def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict]) -> str | None:
     """Contact sheet of a few random successful outputs (seeded, so reruns pick the same ones)."""
     if type(stage).preview is Stage.preview or not records:
         return None
@@ -259,7 +349,7 @@ def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict], s
             labels.append(records[i]["key"].split("/")[-1])
     if not tiles:
         return None
-    path = os.path.join(ctx.out_dir, f"preview{suffix}.png")
+    path = os.path.join(ctx.out_dir, "preview.png")
     write_image(path, contact_sheet(tiles, ncols=4, labels=labels))
     return path
 

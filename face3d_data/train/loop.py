@@ -438,7 +438,9 @@ def fit(task_name: str, cfg: Mapping[str, Any], out_dir: str, resume: str = "aut
                 _log_nonfinite(out_dir, dist, step, batch.get("key"), total, grad_norm)
             scaler.update()
             opt.zero_grad(set_to_none=True)
-            sched.step()
+            with warnings.catch_warnings():  # a skipped first step makes torch warn about the order
+                warnings.simplefilter("ignore", UserWarning)
+                sched.step()
             step += 1
             batch_in_epoch += 1
             window_steps += 1

@@ -56,7 +56,7 @@ class PairStage(Stage):
         return {"outputs": [ctx.relative(out_img), ctx.relative(out_npy)], "height": image.shape[0]}
 
     def finish(self, cfg, ctx, records):
-        with open(ctx.path("finished.txt"), "w") as f:
+        with open(ctx.path("finished.txt"), "w", errors="surrogateescape") as f:
             f.write("\n".join(r["key"] for r in records))
 
     def preview(self, record, cfg, ctx):

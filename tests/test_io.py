@@ -130,5 +130,6 @@ def test_datalists_relative_to_root(tmp_path):
     assert (tmp_path / "list.txt").read_text() == "a/x.jpg a/x.npy\nb.jpg b.npy\n"
     back = io.read_datalist(tmp_path / "list.txt", root, columns=2)
     assert [tuple(map(os.path.normpath, r)) for r in back] == [tuple(map(str, r)) for r in rows]
-    with pytest.raises(ValueError, match="whitespace"):
-        io.write_datalist(tmp_path / "l2.txt", [(root / "has space.jpg",)], root)
+    io.write_datalist(tmp_path / "l2.txt", [(root / "has space.jpg",)], root)  # percent-encoded
+    assert (tmp_path / "l2.txt").read_text() == "has%20space.jpg\n"
+    assert io.read_datalist(tmp_path / "l2.txt", root) == [(os.path.join(str(root), "has space.jpg"),)]

@@ -6,6 +6,9 @@
   ``manifest.run.json``.
 - ``failures.csv``: one row per failed item — key, stage, error class, message (naming the file).
   Absent when nothing failed.
+
+Keys and messages made from file names that are not valid UTF-8 are written with those bytes as
+``\\xNN`` (``inputs``/``outputs`` columns are JSON, where they appear as ``\\udcNN`` escapes).
 """
 
 from __future__ import annotations
@@ -54,10 +57,22 @@ def run_metadata(stage: str, cfg: dict, options: dict, fingerprint: str) -> dict
     }
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a non-UTF-8 file name (surrogate escapes) written as ``\\xNN``,
+    so manifests and reports can always be written as UTF-8."""
+    if not isinstance(text, str):
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _table(records: list[dict]) -> pd.DataFrame:
     rows = []
     for r in records:
-        row = dict(r)
+        row = {k: printable(v) for k, v in r.items()}
         row["inputs"] = json.dumps(r.get("inputs", {}), sort_keys=True)
         row["outputs"] = json.dumps(r.get("outputs", []))
         rows.append(row)
@@ -78,7 +93,7 @@ def write_manifest(out_dir: str, name: str, records: list[dict], metadata: dict)
                                               else json.dumps(v, default=str))
     table = pa.Table.from_pandas(frame, preserve_index=False)
     meta = dict(table.schema.metadata or {})
-    meta[b"face3d_data"] = json.dumps(metadata, sort_keys=True, default=str).encode("utf-8")
+    meta[b"face3d_data"] = json.dumps(metadata, sort_keys=True, default=str).encode("ascii")
     table = table.replace_schema_metadata(meta)
     buf = pa.BufferOutputStream()
     pq.write_table(table, buf)
@@ -98,8 +113,9 @@ def write_failures(path: str, stage: str, failures: list[dict]) -> None:
         if os.path.exists(path):
             os.unlink(path)
         return
-    rows = [{"key": f["key"], "stage": stage, "error_class": f.get("error_class", ""),
-             "message": f.get("message", ""), "inputs": json.dumps(f.get("inputs", {}), sort_keys=True)}
+    rows = [{"key": printable(f["key"]), "stage": stage, "error_class": f.get("error_class", ""),
+             "message": printable(f.get("message", "")),
+             "inputs": json.dumps(f.get("inputs", {}), sort_keys=True)}
             for f in sorted(failures, key=lambda f: f["key"])]
     text = _io.StringIO()
     pd.DataFrame(rows, columns=FAILURE_COLUMNS).to_csv(text, index=False)

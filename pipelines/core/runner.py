@@ -23,7 +23,7 @@ from pipelines.core.config import as_options, build_config, config_hash, plain_c
 from pipelines.core.executor import available_cores, run_tasks, stage_resources
 from pipelines.core.fingerprint import AssetHasher, item_fingerprint, run_fingerprint
 from pipelines.core.journal import Journal, is_complete, load_all, locked
-from pipelines.core.manifest import run_metadata, write_failures, write_manifest
+from pipelines.core.manifest import printable, run_metadata, write_failures, write_manifest
 from pipelines.core.seeding import in_shard, item_seed
 from pipelines.core.stage import Context, Stage
 
@@ -166,6 +166,12 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     hasher.save()
 
     own_records = [records[k] for k in sorted(records)]
+    # The manifest first: it records this shard's items even if finish() fails.
+    metadata = run_metadata(stage.name, plain_config(cfg), runner_options, run_fp)
+    manifest = write_manifest(out_dir, f"manifest{suffix}", own_records + failures, metadata) \
+        if (own_records or failures) else None
+    failures_path = os.path.join(out_dir, f"failures{suffix}.csv")
+    write_failures(failures_path, stage.name, failures)
     # Whatever is derived from all items (datalists, labels, splits, stats, preview) is rebuilt
     # from the records of every shard found in this folder, under a lock: the shard that finishes
     # last writes the complete set, equal to a single run's.
@@ -176,11 +182,6 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
                        if it.key in records or is_complete(merged.get(it.key), fingerprints[it.key], out_dir)]
         stage.finish(cfg, base_ctx, all_records)
         preview = _write_preview(stage, cfg, base_ctx, all_records)
-    metadata = run_metadata(stage.name, plain_config(cfg), runner_options, run_fp)
-    manifest = write_manifest(out_dir, f"manifest{suffix}", own_records + failures, metadata) \
-        if (own_records or failures) else None
-    failures_path = os.path.join(out_dir, f"failures{suffix}.csv")
-    write_failures(failures_path, stage.name, failures)
     summary = RunSummary(stage=stage.name, out_dir=out_dir, total=len(shard_items),
                          processed=n_pending - len(failures), skipped=len(done),
                          failed=len(failures), seconds=time.perf_counter() - started,
@@ -346,7 +347,7 @@ def _write_preview(stage: Stage, cfg: dict, ctx: Context, records: list[dict]) -
             continue
         if tile is not None:
             tiles.append(tile)
-            labels.append(records[i]["key"].split("/")[-1])
+            labels.append(printable(records[i]["key"].split("/")[-1]))  # OpenCV crashes on surrogates
     if not tiles:
         return None
     path = os.path.join(ctx.out_dir, "preview.png")

@@ -12,7 +12,9 @@ from face3d_data.errors import ConfigError
 
 
 def _hash64(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+    # surrogateescape: a key made from a non-UTF-8 file name (os.fsdecode) hashes its raw bytes
+    data = text.encode("utf-8", "surrogateescape")
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
 def item_seed(global_seed: int, stage: str, key: str) -> int:

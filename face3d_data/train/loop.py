@@ -37,6 +37,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 

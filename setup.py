@@ -78,6 +78,7 @@ setup(
         "fan": ["face-alignment>=1.3"],
         "dask": ["dask[distributed]>=2023.1"],
         "ray": ["ray>=2.9"],
+        "registration": ["cholespy>=2.0", "qdldl>=0.1.7", "libigl>=2.5"],
         "test": ["pytest>=7", "dask[distributed]>=2023.1"],
     },
 )

@@ -17,12 +17,15 @@ STAGES: dict[str, str] = {
     "build_model": "pipelines.stages.build_model",
     "fit_3dmm": "pipelines.stages.fit_3dmm",
     "rotate_300wlp": "pipelines.stages.rotate_300wlp",
+    "profile_300wlp": "pipelines.stages.profile_300wlp",
     "uv_assets": "pipelines.stages.uv_assets",
     "posmap": "pipelines.stages.posmap",
     "validate_posmap": "pipelines.stages.validate_posmap",
     "pncc": "pipelines.stages.pncc",
     "depth": "pipelines.stages.depth",
     "data_preparation": "pipelines.stages.data_preparation",
+    "parsing": "pipelines.stages.parsing",
+    "register_scans": "pipelines.stages.register_scans",
 }
 
 

@@ -24,6 +24,7 @@ RECIPES = {
     "validate_posmap": ({"posmap_dir": "{src}"}, "posmap"),
     "pncc": ({"data_root": "{src}"}, "synth_300wlp"),
     "depth": ({"data_root": "{src}"}, "synth_300wlp"),
+    "parsing": ({"data_root": "{src}"}, "synth_300wlp"),
     "data_preparation": ({"vis_every": 1}, "photos"),
     "fit_3dmm": ({"img_folder": "{src}", "iterations": 2}, "data_preparation"),
 }

@@ -1,0 +1,105 @@
+"""Parsing maps: per-pixel face-part classes of a projected mesh, by z-buffer.
+
+Frame: ``projected`` vertices are in the canonical image frame (0-based, x right, y down, pixel
+centres at integers; z larger = closer), e.g. :func:`face3d_data.w300lp.project`. Maps are (H, W)
+like the image they belong to.
+
+A covered pixel takes the class of the **nearest vertex** of the visible triangle (the largest
+barycentric weight), so a class boundary follows the mesh's per-vertex labels to within half a
+triangle and classes never mix in the hard map. A pixel no triangle covers is background (0),
+exactly the pixels where :func:`face3d_data.render.rasterize` returns triangle id −1.
+
+The soft map renders the hard map ``s`` times larger in each axis (sub-pixel sample
+``(x + (i + 0.5)/s − 0.5, y + (j + 0.5)/s − 0.5)`` for ``i, j`` in ``0..s−1``) and returns each
+class's share of the ``s²`` samples: an anti-aliased map whose classes sum to 1 per pixel.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from face3d_data.parsing.classes import COLORS, N_CLASSES
+from face3d_data.render import Raster, rasterize
+
+
+def labels_from_raster(raster: Raster, triangles: np.ndarray, vertex_classes: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 class map from a raster of ``triangles`` and (N,) per-vertex class ids."""
+    tri = np.asarray(triangles)
+    # class of each triangle corner, plus a row of background for triangle id -1 (-1 % (M+1) = M)
+    corner = np.zeros((len(tri) + 1, 3), np.uint8)
+    corner[:-1] = np.asarray(vertex_classes, np.uint8)[tri]
+    tid = raster.triangle_id
+    out = np.zeros(tid.shape, np.uint8)
+    covered_rows = np.flatnonzero((tid >= 0).any(axis=-1))   # work on the face's bounding box only
+    covered_cols = np.flatnonzero((tid >= 0).any(axis=-2))
+    if not covered_rows.size:
+        return out
+    window = (..., slice(covered_rows[0], covered_rows[-1] + 1), slice(covered_cols[0], covered_cols[-1] + 1))
+    b = raster.barycentric[window + (slice(None),)]
+    b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
+    nearest = np.where(b1 > b0, np.where(b2 > b1, 2, 1), np.where(b2 > b0, 2, 0))
+    rows = tid[window] % (len(tri) + 1)
+    out[window] = corner.ravel()[rows * 3 + nearest]
+    return out
+
+
+def label_map(projected: np.ndarray, triangles: np.ndarray, vertex_classes: np.ndarray,
+              height: int, width: int) -> np.ndarray:
+    """The hard parsing map.
+
+    Args:
+        projected: (N, 3) canonical image frame vertices.
+        triangles: (M, 3) vertex ids.
+        vertex_classes: (N,) uint8 class ids (1..10; see :mod:`face3d_data.parsing.classes`).
+        height, width: map size.
+    Returns:
+        (H, W) uint8 class ids, 0 = background.
+    """
+    classes = np.asarray(vertex_classes)
+    if classes.shape != (len(projected),):
+        raise ValueError(f"vertex_classes: expected ({len(projected)},), got {classes.shape}")
+    return labels_from_raster(rasterize(projected, triangles, height, width), triangles, classes)
+
+
+def soft_label_map(projected: np.ndarray, triangles: np.ndarray, vertex_classes: np.ndarray,
+                   height: int, width: int, supersample: int = 4) -> np.ndarray:
+    """The anti-aliased map: (H, W, C) float32 class shares over ``supersample²`` samples per pixel.
+
+    ``C`` = :data:`~face3d_data.parsing.classes.N_CLASSES`; every pixel sums to 1 (background
+    included). ``supersample=1`` gives the one-hot of :func:`label_map`.
+    """
+    s = int(supersample)
+    if s < 1:
+        raise ValueError(f"supersample: must be >= 1, got {supersample}")
+    v = np.array(projected, np.float64)
+    v[:, :2] = (v[:, :2] + 0.5) * s - 0.5
+    fine = label_map(v, triangles, vertex_classes, height * s, width * s)
+    rows = np.arange(height * s) // s
+    cols = np.arange(width * s) // s
+    pixel = rows[:, None] * width + cols[None, :]
+    counts = np.bincount((pixel * N_CLASSES + fine).ravel(), minlength=height * width * N_CLASSES)
+    return (counts.reshape(height, width, N_CLASSES) / float(s * s)).astype(np.float32)
+
+
+def one_hot(labels: np.ndarray, n_classes: int = N_CLASSES) -> np.ndarray:
+    """(H, W) class ids -> (H, W, n_classes) uint8 0/1."""
+    labels = np.asarray(labels)
+    if labels.size and labels.max() >= n_classes:
+        raise ValueError(f"labels: id {int(labels.max())} >= n_classes {n_classes}")
+    return np.eye(n_classes, dtype=np.uint8)[labels]
+
+
+def color_map(labels: np.ndarray) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 preview colours (the class table's)."""
+    return COLORS[np.asarray(labels)]
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The image with the class colours blended in (weight ``alpha``) where a part is labelled."""
+    img = np.asarray(image)
+    if img.shape[:2] != np.asarray(labels).shape:
+        raise ValueError(f"image {img.shape[:2]} and labels {np.asarray(labels).shape} differ in size")
+    out = img.astype(np.float32)
+    covered = np.asarray(labels) > 0
+    out[covered] = (1 - alpha) * out[covered] + alpha * color_map(labels)[covered]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)

@@ -97,7 +97,9 @@ def phases(pairs, model, assets, out: str, rng, png_every: int = 50) -> dict:
 
     The ``_posmap.png`` picture is encoded for one sample in ``png_every``, as the stage's default.
     """
-    from pipelines.stages.posmap import PosmapStage, batch_vertices, label_coefficients
+    from face3d_data.posmap import batch_vertices
+    from face3d_data.w300lp import model_coefficients as label_coefficients
+    from pipelines.stages.posmap import PosmapStage
 
     t = dict.fromkeys(("decode", "synthesis", "crop", "raster", "encode", "write"), 0.0)
     res = assets.resolution

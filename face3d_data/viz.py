@@ -1,4 +1,4 @@
-"""Pictures for people: landmark overlays, contact sheets, false-colour maps.
+"""Pictures for people: landmark overlays, contact sheets, false-colour maps, histograms.
 
 All functions take and return ``uint8`` RGB arrays in the canonical frame and never modify their
 input.
@@ -127,3 +127,31 @@ def contact_sheet(tiles: Sequence[np.ndarray], ncols: int = 4,
         x0 = c * tile_size + (tile_size - nw) // 2
         sheet[y0:y0 + nh, x0:x0 + nw] = tile
     return sheet
+
+
+def histogram_picture(values: np.ndarray, threshold: float, bins: int = 40,
+                      title: str = "NME") -> np.ndarray:
+    """A bar chart (300×520 RGB uint8) of ``values`` with ``threshold`` drawn as a red line.
+
+    The x axis spans 0 .. 1.05·max(values, threshold); non-finite values should be removed first.
+    """
+    h, w, margin = 300, 520, 40
+    canvas = np.full((h, w, 3), 255, np.uint8)
+    values = np.asarray(values, np.float64)
+    top = max(float(values.max(initial=0.0)), threshold) * 1.05 or 1.0
+    counts, _ = np.histogram(values, bins=bins, range=(0.0, top))
+    peak = max(int(counts.max(initial=0)), 1)
+    bar_w = (w - 2 * margin) / bins
+    for i, c in enumerate(counts):
+        x0 = int(margin + i * bar_w)
+        y0 = int(h - margin - (h - 2 * margin) * c / peak)
+        cv2.rectangle(canvas, (x0, y0), (int(x0 + bar_w) - 1, h - margin), (70, 110, 200), -1)
+    xt = int(margin + (w - 2 * margin) * threshold / top)
+    cv2.line(canvas, (xt, margin // 2), (xt, h - margin), (220, 30, 30), 1)
+    cv2.line(canvas, (margin, h - margin), (w - margin, h - margin), (0, 0, 0), 1)
+    for text, org in ((f"{title} (n={values.size}, max count {peak})", (margin, 20)),
+                      ("0", (margin - 4, h - margin + 18)),
+                      (f"{top:.4f}", (w - margin - 40, h - margin + 18)),
+                      (f"outlier > {threshold:g}", (min(xt + 4, w - 130), margin))):
+        cv2.putText(canvas, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas

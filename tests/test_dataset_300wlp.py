@@ -158,13 +158,15 @@ def test_landmarks_from_params_for_any_view(tmp_path):
     model = random_model(300, 8, 4, seed=2)
     sp = np.random.default_rng(3).normal(size=8) * model.shape_std
     pose = np.array([0.1, 0.6, -0.1, 220, 230, 0, 1.1e-3])
-    true = project(model.vertices(sp)[model.landmarks], pose, (450, 450))[:, :2]
+    true = project(model.vertices(sp)[model.landmarks], pose, (450, 450))
     write_labels(tmp_path / "AFW_9_1_4.mat", labels_to_mat(pose, sp, np.zeros(4), pt2d=np.zeros((68, 2))))
     lab = read_labels(tmp_path / "AFW_9_1_4.mat")
     assert not lab.pt2d_valid
     np.testing.assert_allclose(landmarks_from_params(model, lab, (450, 450)), true, atol=1e-2)
     with pytest.raises(ValueError, match="coefficients"):
         landmarks_from_params(random_model(300, 4, 4, seed=2), lab, (450, 450))
+    with pytest.raises(InputError, match="AFW_9_1_4.mat.*coefficients"):
+        landmarks_from_params(random_model(300, 4, 4, seed=2), lab, (450, 450), path="AFW_9_1_4.mat")
 
 
 def test_roi_is_stored_one_based_like_pt2d(tmp_path):

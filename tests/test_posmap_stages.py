@@ -191,12 +191,13 @@ def test_uv_assets_stage_is_deterministic(dataset, tmp_path):
 
 
 def test_batch_vertices_dedupes_and_matches_the_model(dataset):
-    from pipelines.stages.posmap import batch_vertices, label_coefficients
+    from face3d_data.posmap import batch_vertices
+    from face3d_data.w300lp import model_coefficients
 
     model = dataset["model"]
     a = {"Shape_Para": np.arange(6.0).reshape(6, 1) * 1e3, "Exp_Para": np.ones((3, 1))}
     b = {"Shape_Para": a["Shape_Para"], "Exp_Para": np.nextafter(a["Exp_Para"], 2)}
-    coeffs = [label_coefficients(model, f, "x.mat") for f in (a, b, a)]
+    coeffs = [model_coefficients(model, f, "x.mat") for f in (a, b, a)]
     out = batch_vertices(model, coeffs)
     assert out[0] is not out[1] and np.array_equal(out[0], out[2])  # one ulp apart: distinct rows
     assert not out[0].flags.writeable
@@ -207,4 +208,4 @@ def test_batch_vertices_dedupes_and_matches_the_model(dataset):
         np.testing.assert_allclose(vertices, expected, rtol=1e-5, atol=1e-2)
     assert batch_vertices(model, []) == []
     with pytest.raises(InputError, match="coefficients"):
-        label_coefficients(model, {"Shape_Para": np.zeros((model.n_shape + 1, 1))}, "d.mat")
+        model_coefficients(model, {"Shape_Para": np.zeros((model.n_shape + 1, 1))}, "d.mat")

@@ -6,16 +6,11 @@ import numpy as np
 import pytest
 
 from face3d_data.io import load_npy, read_image, write_image, write_mat
+from face3d_data.morphable.testing import random_model
 from face3d_data.render import ncc_code, render_depth, render_pncc
-
-morphable = pytest.importorskip("face3d_data.morphable")
-if not hasattr(morphable, "load_model"):
-    pytest.skip("face3d_data.morphable.load_model is not available yet", allow_module_level=True)
-
-from face3d_data.morphable.testing import random_model  # noqa: E402
-from face3d_data.w300lp import project  # noqa: E402
-from pipelines.core import RunOptions, build_config, run_stage  # noqa: E402
-from pipelines.registry import stage_class  # noqa: E402
+from face3d_data.w300lp import project
+from pipelines.core import RunOptions, build_config, run_stage
+from pipelines.registry import stage_class
 
 NAMES = ["AFW/AFW_1_1_0", "HELEN/HELEN_2_1_3"]
 SIZE = 96

@@ -55,8 +55,12 @@ def test_masks_follow_regions(model):
     assert np.all(w[(a.region_map == REGIONS["face"]) & ~kpt] == levels["face"])
     assert np.all(w[(a.region_map == REGIONS["neck"]) & ~kpt] == levels["neck"])
     assert np.all(w[kpt] == levels["landmarks"])
-    custom = build_uv_assets(model, 96, weight_levels={"face": 3, "neck": 1, "landmarks": 255})
-    assert set(np.unique(custom.weight_mask)) == {0, 1, 3, 16, 255}
+    # PRNet paper ratio 68 keypoints : eyes, nose, mouth : rest of face : neck = 16 : 4 : 3 : 0
+    assert set(np.unique(w)) == {0, 3, 4, 16}
+    assert (levels["landmarks"], levels["eyes"], levels["nose"], levels["mouth"], levels["face"],
+            levels["neck"]) == (16, 4, 4, 4, 3, 0)
+    custom = build_uv_assets(model, 96, weight_levels={"face": 5, "neck": 1, "landmarks": 255})
+    assert set(np.unique(custom.weight_mask)) == {0, 1, 4, 5, 255}
     with pytest.raises(ValueError, match="weight_levels"):
         build_uv_assets(model, 96, weight_levels={"ears": 3})
     with pytest.raises(ValueError, match="weight_levels"):

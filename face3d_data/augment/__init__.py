@@ -5,9 +5,10 @@
 """
 
 from face3d_data.augment.rotate import (InPlaneRotation, RotatedSample, angle_suffix,
-                                        in_plane_rotation, rotate_image, rotate_label_fields,
-                                        rotate_pose, rotate_pts_fields, rotate_sample)
+                                        in_plane_rotation, parse_fill, rotate_image,
+                                        rotate_label_fields, rotate_pose, rotate_pts_fields,
+                                        rotate_sample)
 
-__all__ = ["InPlaneRotation", "RotatedSample", "angle_suffix", "in_plane_rotation",
+__all__ = ["InPlaneRotation", "RotatedSample", "angle_suffix", "in_plane_rotation", "parse_fill",
            "rotate_image", "rotate_label_fields", "rotate_pose", "rotate_pts_fields",
            "rotate_sample"]

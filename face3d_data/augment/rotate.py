@@ -279,3 +279,23 @@ def angle_suffix(theta_deg: float) -> str:
     theta = float(theta_deg)
     text = str(int(theta)) if theta.is_integer() else repr(theta)
     return f"_angle_{text}"
+
+
+def parse_fill(text) -> object:
+    """A corner fill from text: ``"0"``..``"255"`` (grey), ``"R,G,B"``, ``"reflect"`` or ``"replicate"``.
+
+    Returns:
+        a float, an (R, G, B) tuple of floats, or the mode name (for :func:`rotate_image`).
+    Raises:
+        ValueError: anything else.
+    """
+    value = str(text).strip().lower()
+    if value in ("reflect", "replicate"):
+        return value
+    try:
+        parts = [float(p) for p in value.split(",")]
+    except ValueError:
+        raise ValueError(f"fill: expected a grey level, 'R,G,B', reflect or replicate, got {text!r}") from None
+    if len(parts) not in (1, 3) or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"fill: expected one or three values in 0..255, got {text!r}")
+    return tuple(parts) if len(parts) == 3 else parts[0]

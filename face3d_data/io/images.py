@@ -25,6 +25,32 @@ def is_image_file(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def list_images(root: str | os.PathLike, skip_top=(), exclude=()) -> list[str]:
+    """Image files under ``root``, as sorted '/'-separated paths relative to it.
+
+    Hidden folders are not searched, nor the top-level folders named in ``skip_top`` (e.g. the
+    ``landmarks/``, ``mask/`` folders a stage writes inside an image folder), nor any folder in
+    ``exclude`` (e.g. a stage's own output folder inside ``root``).
+    """
+    root = os.fspath(root)
+    excluded = [os.fspath(e) for e in exclude if e and os.path.isdir(e)]
+
+    def is_excluded(folder):
+        return any(os.path.samefile(folder, e) for e in excluded)
+
+    if is_excluded(root):
+        return []
+    found = []
+    for folder, dirs, files in os.walk(root):
+        top = os.path.samefile(folder, root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (top and d in skip_top)
+                         and not is_excluded(os.path.join(folder, d)))
+        for name in sorted(files):
+            if is_image_file(name):
+                found.append(os.path.relpath(os.path.join(folder, name), root).replace(os.sep, "/"))
+    return found
+
+
 def _to_rgb8(array: np.ndarray, path: str) -> np.ndarray:
     """Convert a decoded OpenCV array (BGR order, any depth/channels) to RGB uint8."""
     if array.dtype == np.uint16:

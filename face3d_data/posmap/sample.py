@@ -53,11 +53,58 @@ def projection_affine(pose_para, image_hw) -> np.ndarray:
     return affine
 
 
-def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_index: np.ndarray,
+class CoverageError(ValueError):
+    """The image covers too little of the crop region (:func:`make_posmap_sample`)."""
+
+
+def image_coverage(image_hw, box: CropBox) -> float:
+    """Fraction of the crop region ``box`` covered by the image's pixels (0..1).
+
+    The image spans ``[-0.5, W - 0.5] × [-0.5, H - 0.5]`` in the canonical frame; a crop of a
+    region the image does not cover is black there.
+    """
+    h, w = (float(v) for v in image_hw[:2])
+    half = box.size / 2.0
+    x0, y0 = box.center[0] - half, box.center[1] - half
+    x1, y1 = box.center[0] + half, box.center[1] + half
+    ox = max(0.0, min(x1, w - 0.5) - max(x0, -0.5))
+    oy = max(0.0, min(y1, h - 0.5) - max(y0, -0.5))
+    return float(ox * oy / max(box.size * box.size, 1e-12))
+
+
+def batch_vertices(model, coefficients: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """Model-space vertices for several (shape, exp) coefficient pairs with one matrix product.
+
+    Evaluating the (3N × K) basis is memory-bandwidth bound and the largest per-sample cost of a
+    position map, so batching samples reads the basis once per batch; identical coefficient sets
+    (the views of one face, rotated copies) are evaluated once. The result depends only on the
+    batch's content.
+
+    Args:
+        model: a :class:`~face3d_data.morphable.MorphableModel`.
+        coefficients: (shape (Ks,), exp (Ke,)) float64 pairs, Ks <= n_shape, Ke <= n_exp
+            (:func:`face3d_data.w300lp.model_coefficients`).
+    Returns:
+        one read-only (N, 3) float32 array per pair.
+    """
+    keys = [b"%d:%d:" % (s.size, e.size) + s.tobytes() + e.tobytes() for s, e in coefficients]
+    rows = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    if not rows:
+        return []
+    firsts = [coefficients[keys.index(key)] for key in rows]
+    shapes = np.stack([np.pad(s, (0, model.n_shape - s.size)) for s, _ in firsts])
+    exps = np.stack([np.pad(e, (0, model.n_exp - e.size)) for _, e in firsts]) if model.n_exp else None
+    flat = model.vertices(shapes, exps)
+    flat.flags.writeable = False
+    return [flat[rows[key]] for key in keys]
+
+
+def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_indices: np.ndarray,
                        assets: UVAssets, *, projection: np.ndarray | None = None,
                        rng: np.random.Generator | None = None,
                        scale: float = 1.5, center_jitter: float = 0.1,
-                       size_jitter: tuple[float, float] = (0.9, 1.1)) -> PosmapSample:
+                       size_jitter: tuple[float, float] = (0.9, 1.1),
+                       min_coverage: float = 0.0) -> PosmapSample:
     """Crop ``image`` around the projected landmarks and render the position map.
 
     Args:
@@ -66,11 +113,18 @@ def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_index: 
             e.g. from :func:`face3d_data.w300lp.pose.project`; or, with ``projection``,
             model-space vertices (then only the landmarks are projected separately, and the
             projection and crop are applied to all vertices in one pass).
-        landmark_index: (68,) vertex indices of the landmarks (``model.landmarks``).
+        landmark_indices: (68,) vertex indices of the landmarks (``model.landmarks``).
         assets: :class:`UVAssets` of the same model; its resolution is the crop's.
         projection: optional (3, 4) model → canonical affine (:func:`projection_affine`).
         rng: jitter generator; None = no jitter (evaluation).
         scale, center_jitter, size_jitter: see :func:`landmark_crop_box`.
+        min_coverage: the least fraction of the crop region the image must cover
+            (:func:`image_coverage`); a tiny image, or one the face lies outside of, would give
+            a mostly black crop.
+
+    Raises:
+        ValueError: bad arrays; :class:`CoverageError` for an image covering less than
+            ``min_coverage`` of the crop.
     """
     vertices = np.asarray(vertices)
     if vertices.ndim != 2 or vertices.shape[1] != 3:
@@ -80,17 +134,23 @@ def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_index: 
         if projection.shape != (3, 4) or not np.all(np.isfinite(projection)):
             raise ValueError(f"projection must be a finite (3, 4) affine, got shape {projection.shape}")
     res = assets.resolution
-    landmarks_src = vertices[landmark_index] if projection is None else \
-        apply_affine(vertices[landmark_index], np.asarray(projection, np.float64))
+    landmarks_src = vertices[landmark_indices] if projection is None else \
+        apply_affine(vertices[landmark_indices], np.asarray(projection, np.float64))
     box = landmark_crop_box(landmarks_src, scale=scale, rng=rng,
                             center_jitter=center_jitter, size_jitter=size_jitter)
+    coverage = image_coverage(np.shape(image), box)
+    if coverage < min_coverage:
+        h, w = np.shape(image)[:2]
+        raise CoverageError(f"the {w}×{h} image covers {coverage:.0%} of the {box.size:.0f} px crop region "
+                         f"around the face (less than {min_coverage:.0%}): image too small or face "
+                         f"outside it")
     matrix = crop_matrix(box, res)
     in_crop = crop_vertices(vertices, matrix, projection)
     if not np.all(np.isfinite(in_crop)):
         raise ValueError("vertices: the projected vertices contain NaN/inf")
     z_min = in_crop[assets.face_vertices, 2].min()
     posmap = render_position_map(in_crop, assets)
-    landmarks = in_crop[landmark_index].copy()
+    landmarks = in_crop[landmark_indices].copy()
     landmarks[:, 2] -= z_min
     return PosmapSample(crop=crop_image(image, matrix, res), posmap=posmap, box=box,
                         matrix=matrix, landmarks=landmarks)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from typing import Mapping
 
 _ANGLE = re.compile(r"_angle_-?[0-9.]+$")
@@ -40,7 +41,7 @@ def split_of(identity: str, fractions: Mapping[str, float], salt: str = "") -> s
     total = sum(v for _, v in items)
     if not items or any(v < 0 for _, v in items) or not total > 0:
         raise ValueError(f"fractions must be non-negative with a positive sum, got {dict(fractions)}")
-    digest = hashlib.sha1(f"{salt}/{identity}".encode("utf-8")).digest()
+    digest = hashlib.sha1(f"{salt}/{identity}".encode("utf-8", "surrogateescape")).digest()
     x = int.from_bytes(digest[:8], "big") / 2.0 ** 64
     edge = 0.0
     for name, value in items:
@@ -48,3 +49,10 @@ def split_of(identity: str, fractions: Mapping[str, float], salt: str = "") -> s
         if x < edge:
             return name
     return items[-1][0]
+
+
+def selected_by_key(key: str, every: int) -> bool:
+    """Whether the sample ``key`` is one of about one in ``every`` chosen by name (CRC-32 of its
+    UTF-8 bytes; file names that are not valid UTF-8 keep their surrogate escapes), e.g. the
+    samples that get a preview picture. ``every <= 0`` selects none, 1 all."""
+    return every > 0 and zlib.crc32(str(key).encode("utf-8", "surrogateescape")) % every == 0

@@ -13,8 +13,9 @@ Assets (``docs/prnet.md`` for the files):
   weight) is not in the ``neck`` region. Models without regions count every covered texel.
 - ``weight_mask`` (R, R) uint8: per-texel training weight. Each covered texel gets the level of
   its nearest vertex's region; texels of the 68 keypoints get the ``landmarks`` level; uncovered
-  texels get 0. Default levels eyes/nose/mouth 16, face 4, neck 0, landmarks 16 (PRNet's paper
-  ratio, neck 0 as the paper says rather than the 48 of the released PNG).
+  texels get 0. Default levels: landmarks 16, eyes/nose/mouth 4, rest of the face 3, neck 0 —
+  the PRNet paper's ratio 16 : 4 : 3 : 0 (68 keypoints : eyes, nose, mouth : other face
+  area : neck), with neck 0 as the paper says rather than the 48 of the released PNG.
 - ``kpt_ind`` (2, 68) int64: row 0 = u (column), row 1 = v (row) of the texel nearest each
   landmark vertex (rounded); keypoint i of a position map is ``pos[kpt_ind[1, i], kpt_ind[0, i]]``.
 - ``kpt_uv`` (2, 68) float64: the exact texel coordinates of the landmark vertices (same rows).
@@ -39,9 +40,13 @@ from face3d_data.morphable.model import REGIONS
 from face3d_data.posmap.keypoint_weights import KeypointWeights, keypoint_weights
 from face3d_data.render import Raster, rasterize
 
-#: Default weight levels (PRNet paper, 16 : 4 : 0 with the 68 keypoints at 16).
-DEFAULT_WEIGHT_LEVELS = {"eyes": 16, "nose": 16, "mouth": 16, "face": 4, "neck": 0,
-                         "landmarks": 16}
+#: Default weight levels: the PRNet paper's ratio 68 keypoints : eyes, nose, mouth : rest of the
+#: face : neck = 16 : 4 : 3 : 0.
+DEFAULT_WEIGHT_LEVELS = {"eyes": 4, "nose": 4, "mouth": 4, "face": 3, "neck": 0, "landmarks": 16}
+
+#: The files :func:`write_uv_assets` writes (PRNet's ``Data/uv-data`` plus exact decoding data).
+ASSET_FILES = ("uv_face_mask.png", "uv_weight_mask.png", "uv_kpt_ind.txt", "uv_kpt_uv.txt",
+               "uv_kpt_weights.npz", "face_ind.txt", "triangles.txt", "uv_assets.json")
 
 _NO_REGION = 255  # region_map value of uncovered texels
 
@@ -55,7 +60,14 @@ def uv_to_texels(uv: np.ndarray, resolution: int) -> np.ndarray:
     return np.stack([uv[:, 0] * last, last - uv[:, 1] * last], axis=1)
 
 
-def _check_levels(levels: Mapping[str, int] | None) -> dict[str, int]:
+def check_weight_levels(levels: Mapping[str, int] | None) -> dict[str, int]:
+    """:data:`DEFAULT_WEIGHT_LEVELS` with the overrides in ``levels`` (integers 0..255).
+
+    Raises:
+        ValueError: not a mapping, an unknown level name or a bad value.
+    """
+    if levels is not None and not isinstance(levels, Mapping):
+        raise ValueError(f"weight_levels: expected a mapping, got {levels!r}")
     merged = dict(DEFAULT_WEIGHT_LEVELS)
     for name, value in (levels or {}).items():
         if name not in DEFAULT_WEIGHT_LEVELS:
@@ -123,7 +135,7 @@ def build_uv_assets(model, resolution: int = 256,
         raise ValueError(f"model {getattr(model, 'name', '')!r} has no UV coordinates (model.uv)")
     if getattr(model, "triangles", None) is None or len(model.triangles) == 0:
         raise ValueError(f"model {getattr(model, 'name', '')!r} has no triangles")
-    levels = _check_levels(weight_levels)
+    levels = check_weight_levels(weight_levels)
     texels = uv_to_texels(model.uv, res)
     uv_vertices = np.zeros((len(texels), 3), np.float32)
     uv_vertices[:, :2] = texels
@@ -183,3 +195,50 @@ def triangulate_mask(mask: np.ndarray) -> np.ndarray:
         np.stack([a, d, b], 1)[ina & inb & ~inc & ind],            # cell missing (y+1, x)
     ]
     return np.concatenate(parts).astype(np.int64).reshape(-1, 3)
+
+
+def write_uv_assets(folder, assets: UVAssets, model_name: str = "") -> list[str]:
+    """Write the files of :data:`ASSET_FILES` for ``assets`` (atomic, deterministic bytes).
+
+    Files: ``uv_face_mask.png`` (R, R) {0, 255}; ``uv_weight_mask.png`` (R, R) the weight levels;
+    ``uv_kpt_ind.txt`` 2×68 integers (row 0 = column u, row 1 = row v, PRNet's format);
+    ``uv_kpt_uv.txt`` 2×68 exact texel coordinates; ``uv_kpt_weights.npz`` (``texels`` (68, J)
+    flat indices ``v·R + u``, ``weights`` (68, J), ``exact`` (68,), ``resolution``);
+    ``face_ind.txt`` the flat face-mask texel indices; ``triangles.txt`` (T, 3) into face_ind;
+    ``uv_assets.json`` (model name, resolution, levels, counts, UV frame).
+
+    Args:
+        folder: a folder, or a callable ``name -> path`` (e.g. a stage context's ``path``).
+    Returns:
+        the names written (:data:`ASSET_FILES`).
+    """
+    import json
+    import os
+
+    from face3d_data.io import save_npz, write_image, write_text
+
+    path = folder if callable(folder) else (lambda n: os.path.join(folder, n))
+
+    def gray_png(name, mask):
+        write_image(path(name), np.repeat(np.asarray(mask, np.uint8)[:, :, None], 3, axis=2))
+
+    gray_png("uv_face_mask.png", assets.face_mask.astype(np.uint8) * 255)
+    gray_png("uv_weight_mask.png", assets.weight_mask)
+    write_text(path("uv_kpt_ind.txt"), "\n".join(" ".join(str(int(v)) for v in row)
+                                                 for row in assets.kpt_ind) + "\n")
+    write_text(path("uv_kpt_uv.txt"), "\n".join(" ".join(f"{v:.6f}" for v in row)
+                                                for row in assets.kpt_uv) + "\n")
+    weights = assets.kpt_weights
+    save_npz(path("uv_kpt_weights.npz"), {
+        "texels": weights.texels, "weights": weights.weights, "exact": weights.exact,
+        "resolution": np.int64(weights.resolution)})
+    write_text(path("face_ind.txt"), "".join(f"{int(i)}\n" for i in assets.face_ind))
+    write_text(path("triangles.txt"), "".join(f"{a} {b} {c}\n" for a, b, c in
+                                              assets.grid_triangles.tolist()))
+    info = {"model": model_name, "resolution": assets.resolution,
+            "weight_levels": assets.weight_levels, "face_texels": int(assets.face_ind.size),
+            "triangles": int(len(assets.grid_triangles)),
+            "exact_keypoints": int(weights.exact.sum()),
+            "uv_frame": "u_px = u*(R-1), v_px = (R-1) - v*(R-1); texel centres at integers"}
+    write_text(path("uv_assets.json"), json.dumps(info, indent=2, sort_keys=True) + "\n")
+    return list(ASSET_FILES)

@@ -30,7 +30,7 @@ import numpy as np
 
 from face3d_data.coords import canonical_to_pt2d, pt2d_to_canonical
 from face3d_data.errors import InputError
-from face3d_data.io import read_mat, write_mat
+from face3d_data.io import check_field, read_mat, write_mat
 from face3d_data.w300lp.pose import check_pose_para, project
 
 
@@ -168,21 +168,53 @@ def _column(value) -> np.ndarray:
 
 
 def read_labels(mat_path: str | os.PathLike) -> Labels:
-    """Read and validate one 300W-LP / AFLW2000-3D label file.
+    """Read and validate one 300W-LP / AFLW2000-3D label file (see :func:`labels_from_fields`).
+
+    Raises:
+        InputError: naming the file and the field.
+    """
+    data = read_mat(mat_path, required=REQUIRED_SCHEMA, finite=_FINITE)
+    return labels_from_fields(data, mat_path)
+
+
+_FINITE = ("Tex_Para", "pt3d_68", "roi")
+
+
+def read_label_fields(mat_path: str | os.PathLike, required=("Pose_Para",)) -> dict:
+    """The fields of a label file exactly as stored (for code that must keep every field, e.g.
+    the rotation augmentation), with ``required`` fields present and every numeric field of
+    :data:`FIELDS` finite (``pt2d`` may hold -1 for missing points).
+
+    Raises:
+        InputError: naming the file and the field.
+    """
+    schema = {name: REQUIRED_SCHEMA.get(name) for name in required}
+    finite = [spec.name for spec in FIELDS if spec.name not in schema]
+    return read_mat(mat_path, required=schema, finite=finite)
+
+
+def labels_from_fields(data: dict, path) -> Labels:
+    """Validate stored fields (as read, or as made by :func:`labels_to_mat`) into :class:`Labels`.
 
     Requires ``Pose_Para`` (7 finite values, f > 0), ``Shape_Para`` and ``Exp_Para`` (finite);
     converts ``pt2d`` (when 68 points), ``pt3d_68`` and ``roi`` to the canonical frame.
 
     Raises:
-        InputError: naming the file and the field.
+        InputError: naming ``path`` and the field.
     """
     from face3d_data.w300lp.samples import view_index
 
-    data = read_mat(mat_path, required=REQUIRED_SCHEMA, finite=["Tex_Para", "pt3d_68", "roi"])
+    for name, shape in REQUIRED_SCHEMA.items():
+        if name not in data:
+            raise InputError(path, f"missing field '{name}'")
+        check_field(os.fspath(path), name, data[name], shape)
+    for name in _FINITE:
+        if name in data:
+            check_field(os.fspath(path), name, data[name], None)
     try:
         pose = check_pose_para(data["Pose_Para"], "Pose_Para")
     except ValueError as exc:
-        raise InputError(mat_path, str(exc)) from None
+        raise InputError(path, str(exc)) from None
     pt2d = pt3d = roi = None
     if "pt2d" in data:
         p = np.asarray(data["pt2d"], np.float64)
@@ -193,13 +225,13 @@ def read_labels(mat_path: str | os.PathLike) -> Labels:
     if "pt3d_68" in data:
         p = np.asarray(data["pt3d_68"], np.float64)
         if p.shape != (3, 68):
-            raise InputError(mat_path, f"field 'pt3d_68' has shape {p.shape}, expected 3×68")
+            raise InputError(path, f"field 'pt3d_68' has shape {p.shape}, expected 3×68")
         pt3d = points_to_canonical(p.T)
     if "roi" in data:
         if np.size(data["roi"]) != 4:
-            raise InputError(mat_path, f"field 'roi' has shape {np.shape(data['roi'])}, expected 1×4")
+            raise InputError(path, f"field 'roi' has shape {np.shape(data['roi'])}, expected 1×4")
         roi = roi_to_canonical(data["roi"])
-    view = view_index(Path(mat_path).stem)
+    view = view_index(Path(os.fspath(path)).stem)
     return Labels(pose_para=pose, shape_para=_column(data["Shape_Para"]),
                   exp_para=_column(data["Exp_Para"]),
                   tex_para=_column(data["Tex_Para"]) if "Tex_Para" in data else None,
@@ -228,6 +260,22 @@ def check_coefficients(model, shape_para, exp_para, path) -> None:
                                f"{model.name!r} has {model.n_shape} / {model.n_exp}")
 
 
+def model_coefficients(model, labels, path) -> tuple[np.ndarray, np.ndarray]:
+    """(shape (Ks,), exp (Ke,)) float64 coefficients of ``labels`` (a :class:`Labels`, or stored
+    fields with ``Shape_Para`` and optionally ``Exp_Para``), checked against ``model``'s modes.
+
+    Raises:
+        InputError: naming ``path`` when the labels have more modes than the model.
+    """
+    if isinstance(labels, Labels):
+        shape, exp = labels.shape_para, labels.exp_para
+    else:
+        shape = np.asarray(labels["Shape_Para"], np.float64).ravel()
+        exp = np.asarray(labels.get("Exp_Para", np.zeros(0)), np.float64).ravel()
+    check_coefficients(model, shape, exp, path)
+    return shape, exp
+
+
 def face_vertices(model, labels: Labels, path) -> np.ndarray:
     """(N, 3) float32 model-space vertices of the labels' ``Shape_Para`` / ``Exp_Para``.
 
@@ -239,22 +287,26 @@ def face_vertices(model, labels: Labels, path) -> np.ndarray:
     return model.vertices(labels.shape_para if labels.shape_para.size else None, exp)
 
 
-def landmarks_from_params(model, labels: Labels, image_hw) -> np.ndarray:
-    """68 landmarks (canonical, (68, 2) float64) regenerated from ``labels``' parameters with ``model``.
+def landmarks_from_params(model, labels: Labels, image_hw, path=None) -> np.ndarray:
+    """68 landmarks regenerated from ``labels``' parameters with ``model``: (68, 3) float64, canonical
+    x, y of the projected landmark vertices and their z (larger = closer).
 
     Valid for every view (unlike 300W-LP's ``pt2d``). ``model`` must be the one the parameters
-    belong to (the BFM for real 300W-LP, the builtin model for this project's synthetic data) or
-    its landmark subset (``model.subset(model.landmarks)``).
+    belong to (the BFM for real 300W-LP, the builtin model for this project's synthetic data), or
+    its landmark subset ``model.subset(model.landmarks)`` (faster).
 
     Raises:
-        ValueError: the labels have more coefficients than the model.
+        InputError: naming ``path`` when the labels have more coefficients than the model
+            (ValueError when ``path`` is None).
     """
     ks, ke = labels.shape_para.size, labels.exp_para.size
-    if ks > model.n_shape or ke > model.n_exp:
+    if path is not None:
+        check_coefficients(model, labels.shape_para, labels.exp_para, path)
+    elif ks > model.n_shape or ke > model.n_exp:
         raise ValueError(f"labels: {ks} shape / {ke} expression coefficients but model "
                          f"{model.name!r} has {model.n_shape} / {model.n_exp}")
     vertices = model.vertices(labels.shape_para if ks else None, labels.exp_para if ke else None)
-    return project(vertices[model.landmarks], labels.pose_para, image_hw)[:, :2]
+    return project(vertices[model.landmarks], labels.pose_para, image_hw)
 
 
 # ------------------------------------------------------------------------------- writing

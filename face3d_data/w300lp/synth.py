@@ -272,3 +272,17 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
                            extra={"SH_Para": sh.astype(np.float32)})
     return SynthSample(image=image, labels=labels, landmarks=landmarks, pts_2d=pts_2d,
                        pts_3d=landmarks.copy(), mask=mask)
+
+
+def identity_rng(seed: int, identity: int) -> np.random.Generator:
+    """The generator of one synthetic identity (its shape and texture): derived from the run's
+    ``seed`` and the identity number only, so every view of it, on any worker, gets the same face."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(identity), 0x5EED]))
+
+
+def identity_split(identity: int, seed: int, fractions) -> str:
+    """Deterministic ``"train"`` / ``"val"`` / ``"test"`` of one identity for ``fractions``
+    (train, val, test) summing to 1: all views of an identity land in the same split."""
+    u = identity_rng(seed, identity).random()
+    train, val = float(fractions[0]), float(fractions[1])
+    return "train" if u < train else ("val" if u < train + val else "test")

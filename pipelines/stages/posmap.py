@@ -6,85 +6,59 @@ Per sample ``<subset>/<name>`` (one item each), under ``--out``:
 - ``<subset>/<name>.npy``         the (R, R, 3) position map, crop pixels, float32 (``dtype``)
 - ``<subset>/<name>_posmap.png``  a picture of it, for one sample in ``posmap_png_every``
 
-The manifest records each crop (centre, side, drawn jitter). ``finish`` writes
-``datalist/posmap_<split>.txt`` (lines ``image label``, paths relative to ``--out``; splits by face
-identity, :mod:`face3d_data.posmap.splits`) and ``uv-data/`` (the model's assets at the same
-resolution, as written by the ``uv_assets`` stage). See docs/prnet.md and datalist/README.md.
+The manifest records each crop (centre, side, drawn jitter). A sample whose image covers less
+than ``min_image_coverage`` of its crop region (a tiny image, a face outside the picture) is a
+failures row. ``finish`` writes ``datalist/posmap_<split>.txt`` (lines ``image label``, paths
+relative to ``--out``; splits by face identity, :mod:`face3d_data.posmap.splits`) and ``uv-data/``
+(the model's assets at the same resolution, as the ``uv_assets`` stage writes them). See
+docs/prnet.md and datalist/README.md.
 """
 
 from __future__ import annotations
 
-import os
-import zlib
+import dataclasses
 from collections import defaultdict
+from typing import Literal
 
 import numpy as np
 
 from face3d_data.errors import ConfigError, InputError
-from face3d_data.io import load_npy, read_image, read_mat, save_npy, write_datalist, write_image
-from face3d_data.posmap import (STORAGE_DTYPES, build_uv_assets, identity_of, make_posmap_sample,
-                                preview_image, projection_affine, split_of, storage_array)
-from pipelines.core import Item, Stage
-from pipelines.stages.uv_assets import check_levels, write_uv_assets
+from face3d_data.io import load_npy, read_image, save_npy, write_datalist, write_image
+from face3d_data.morphable.require import require_model
+from face3d_data.posmap import (CoverageError, batch_vertices, build_uv_assets, check_weight_levels, identity_of,
+                                make_posmap_sample, preview_image, projection_affine, selected_by_key,
+                                split_of, storage_array, write_uv_assets)
+from face3d_data.w300lp import check_data_root, dataset_inputs, model_coefficients, read_labels
+from pipelines.core import Item, Stage, StageOptions
 
-LABEL_SCHEMA = {"Pose_Para": (7,), "Shape_Para": (None,)}
+
+@dataclasses.dataclass(frozen=True)
+class PosmapOptions(StageOptions):
+    data_root: str | None
+    model: str
+    resolution: int
+    scale: float
+    jitter: bool
+    center_jitter: float
+    size_jitter: tuple[float, float]
+    dtype: Literal["float32", "float16"]
+    posmap_png_every: int
+    jpeg_quality: int
+    min_image_coverage: float
+    splits: dict[str, float]
+    split_salt: str
+    weight_levels: dict[str, int]
 
 
 class PosmapResources:
     """What every worker loads once: the model and its UV assets."""
 
-    def __init__(self, cfg):
-        from face3d_data.morphable import load_model
-
-        self.model = load_model(cfg["model"])
+    def __init__(self, cfg: PosmapOptions):
+        self.model = require_model(cfg.model, needs=("triangles", "uv"), purpose="position maps")
         try:
-            self.assets = build_uv_assets(self.model, int(cfg["resolution"]),
-                                          cfg.get("weight_levels") or {})
+            self.assets = build_uv_assets(self.model, cfg.resolution, cfg.weight_levels)
         except ValueError as exc:
-            raise ConfigError(f"posmap: {exc}") from None
-
-
-def batch_vertices(model, coefficients: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Model-space vertices for several (shape, exp) coefficient pairs with one matrix product.
-
-    Evaluating the (3N × K) basis is memory-bandwidth bound and the largest per-sample cost, so
-    the runner hands this stage fixed batches of samples and the basis is read once per batch;
-    identical coefficient sets (the views of one face, rotated copies) are evaluated once.
-    Returns one read-only (N, 3) float32 array per pair. The result depends only on the batch's
-    content, which the runner keeps fixed (see ``pipelines.core.Stage``).
-    """
-    keys = [b"%d:%d:" % (s.size, e.size) + s.tobytes() + e.tobytes() for s, e in coefficients]
-    rows = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-    if not rows:
-        return []
-    firsts = [coefficients[keys.index(key)] for key in rows]
-    shapes = np.stack([np.pad(s, (0, model.n_shape - s.size)) for s, _ in firsts])
-    exps = np.stack([np.pad(e, (0, model.n_exp - e.size)) for _, e in firsts]) if model.n_exp else None
-    flat = model.vertices(shapes, exps)
-    flat.flags.writeable = False
-    return [flat[rows[key]] for key in keys]
-
-
-def label_coefficients(model, fields: dict, path: str) -> tuple[np.ndarray, np.ndarray]:
-    """(shape, exp) float64 vectors of a label file, checked against the model's mode counts."""
-    shape = np.asarray(fields["Shape_Para"], np.float64).ravel()
-    exp = np.asarray(fields.get("Exp_Para", np.zeros(0)), np.float64).ravel()
-    if shape.size > model.n_shape or exp.size > model.n_exp:
-        raise InputError(path, f"labels have {shape.size} shape / {exp.size} expression "
-                               f"coefficients; model {model.name!r} has {model.n_shape} / "
-                               f"{model.n_exp}")
-    return shape, exp
-
-
-def model_vertices(model, fields: dict, path: str) -> np.ndarray:
-    """(N, 3) float32 model-space vertices from a label file's ``Shape_Para`` / ``Exp_Para``."""
-    shape, exp = label_coefficients(model, fields, path)
-    return model.vertices(shape, exp if exp.size else None)
-
-
-def png_wanted(key: str, every: int) -> bool:
-    """Whether the sample ``key`` gets a ``_posmap.png`` picture (about one in ``every``)."""
-    return every > 0 and zlib.crc32(key.encode("utf-8")) % every == 0
+            raise ConfigError(f"model: {exc}") from None
 
 
 def output_names(key: str) -> dict:
@@ -95,72 +69,78 @@ def output_names(key: str) -> dict:
 class PosmapStage(Stage):
     name = "posmap"
     summary = "PRNet training pairs: 256 crop + UV position map per 300W-LP-format sample, datalists."
-    batch_size = 8  # samples per basis evaluation (see batch_vertices)
+    batch_size = 8  # samples per basis evaluation (face3d_data.posmap.batch_vertices)
+    Options = PosmapOptions
+    input_options = ("data_root",)
+    asset_options = ("model",)
 
-    def check_config(self, cfg):
-        if not cfg.get("data_root"):
-            raise ConfigError("posmap: --data-root is required")
-        if not os.path.isdir(cfg["data_root"]):
-            raise ConfigError(f"posmap: data_root {cfg['data_root']!r} is not a folder")
-        if cfg["dtype"] not in STORAGE_DTYPES:
-            raise ConfigError(f"dtype: expected one of {STORAGE_DTYPES}, got {cfg['dtype']!r}")
-        check_levels(cfg)
-        lo, hi = (float(v) for v in cfg["size_jitter"])
-        if not (0 < lo <= hi) or float(cfg["scale"]) <= 0 or float(cfg["center_jitter"]) < 0:
-            raise ConfigError("scale > 0, center_jitter >= 0 and 0 < size_jitter[0] <= size_jitter[1] required")
-        if not isinstance(cfg["splits"], dict) or not cfg["splits"]:
-            raise ConfigError(f"splits: expected a mapping split -> fraction, got {cfg['splits']!r}")
+    def check_config(self, cfg: PosmapOptions):
+        check_data_root(cfg.data_root)
+        if cfg.resolution < 8:
+            raise ConfigError(f"resolution: expected an integer >= 8, got {cfg.resolution}")
         try:
-            split_of("x", cfg["splits"])
+            check_weight_levels(cfg.weight_levels)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        lo, hi = cfg.size_jitter
+        if not (0 < lo <= hi) or cfg.scale <= 0 or cfg.center_jitter < 0:
+            raise ConfigError("scale > 0, center_jitter >= 0 and 0 < size_jitter[0] <= size_jitter[1] required")
+        if not 0 <= cfg.min_image_coverage <= 1:
+            raise ConfigError(f"min_image_coverage: expected 0..1, got {cfg.min_image_coverage}")
+        if not 1 <= cfg.jpeg_quality <= 100:
+            raise ConfigError("jpeg_quality: expected 1..100")
+        if not cfg.splits:
+            raise ConfigError(f"splits: expected a mapping split -> fraction, got {cfg.splits!r}")
+        try:
+            split_of("x", cfg.splits)
         except ValueError as exc:
             raise ConfigError(f"splits: {exc}") from None
 
-    def setup(self, cfg):
+    def setup(self, cfg: PosmapOptions):
         return PosmapResources(cfg)
 
-    def list_items(self, cfg, ctx):
-        from face3d_data.w300lp import find_samples
+    def list_items(self, cfg: PosmapOptions, ctx):
+        return [Item(key, inputs) for key, inputs in dataset_inputs(cfg.data_root, exclude=[ctx.out_dir])]
 
-        return [Item(key=s.key, inputs={"image": str(s.image_path), "mat": str(s.mat_path)})
-                for s in find_samples(cfg["data_root"])]
-
-    def process_batch(self, items, cfg, ctxs):
+    def process_batch(self, items, cfg: PosmapOptions, ctxs):
         res = ctxs[0].resources
         results: list = [None] * len(items)
         loaded = []
         for i, item in enumerate(items):
             try:
                 image = read_image(item.inputs["image"])
-                fields = read_mat(item.inputs["mat"], required=LABEL_SCHEMA, finite=("Exp_Para",))
-                coefficients = label_coefficients(res.model, fields, item.inputs["mat"])
-                loaded.append((i, image, fields, coefficients))
-            except Exception as exc:  # reported for this item only
+                labels = read_labels(item.inputs["mat"])
+                coefficients = model_coefficients(res.model, labels, item.inputs["mat"])
+                loaded.append((i, image, labels, coefficients))
+            except Exception as exc:  # noqa: BLE001 - reported for this item only
                 results[i] = exc
         vertices = batch_vertices(res.model, [c for _, _, _, c in loaded])
-        for (i, image, fields, _), verts in zip(loaded, vertices):
+        for (i, image, labels, _), verts in zip(loaded, vertices):
             try:
-                results[i] = self._write_sample(items[i], cfg, ctxs[i], res, image, fields, verts)
-            except Exception as exc:
+                results[i] = self._write_sample(items[i], cfg, ctxs[i], res, image, labels, verts)
+            except Exception as exc:  # noqa: BLE001 - reported for this item only
                 results[i] = exc
         return results
 
     @staticmethod
-    def _write_sample(item, cfg, ctx, res, image, fields, vertices) -> dict:
+    def _write_sample(item, cfg: PosmapOptions, ctx, res, image, labels, vertices) -> dict:
         """Crop, position map and files of one sample; returns its manifest columns."""
         try:
             sample = make_posmap_sample(
                 image, vertices, res.model.landmarks, res.assets,
-                projection=projection_affine(fields["Pose_Para"], image.shape[:2]),
-                rng=ctx.rng if cfg["jitter"] else None, scale=float(cfg["scale"]),
-                center_jitter=float(cfg["center_jitter"]),
-                size_jitter=tuple(float(v) for v in cfg["size_jitter"]))
+                projection=projection_affine(labels.pose_para, image.shape[:2]),
+                rng=ctx.rng if cfg.jitter else None, scale=cfg.scale,
+                center_jitter=cfg.center_jitter, size_jitter=tuple(cfg.size_jitter),
+                min_coverage=cfg.min_image_coverage)
+        except CoverageError as exc:
+            raise InputError(item.inputs["image"], str(exc)) from None
         except ValueError as exc:
             raise InputError(item.inputs["mat"], str(exc)) from None
         names = output_names(item.key)
-        write_image(ctx.path(names["crop"]), sample.crop, quality=int(cfg["jpeg_quality"]))
-        save_npy(ctx.path(names["posmap"]), storage_array(sample.posmap, cfg["dtype"]))
+        write_image(ctx.path(names["crop"]), sample.crop, quality=cfg.jpeg_quality)
+        save_npy(ctx.path(names["posmap"]), storage_array(sample.posmap, cfg.dtype))
         outputs = [names["crop"], names["posmap"]]
-        if png_wanted(item.key, int(cfg["posmap_png_every"])):
+        if selected_by_key(item.key, cfg.posmap_png_every):
             write_image(ctx.path(names["png"]), preview_image(sample.posmap))
             outputs.append(names["png"])
         dx, dy, size_factor = sample.box.jitter
@@ -169,22 +149,22 @@ class PosmapStage(Stage):
                 "crop_size": float(sample.box.size), "jitter_dx": dx, "jitter_dy": dy,
                 "jitter_scale": size_factor, "identity": identity_of(item.key)}
 
-    def finish(self, cfg, ctx, records):
+    def finish(self, cfg: PosmapOptions, ctx, records):
         by_split = defaultdict(list)
         for record in records:
             if record.get("status", "ok") != "ok":
                 continue
             identity = record.get("identity") or identity_of(record["key"])
-            split = split_of(identity, cfg["splits"], str(cfg.get("split_salt", "")))
+            split = split_of(identity, cfg.splits, cfg.split_salt)
             names = output_names(record["key"])
             by_split[split].append((ctx.path(names["crop"]), ctx.path(names["posmap"])))
-        for split in cfg["splits"]:
+        for split in cfg.splits:
             write_datalist(ctx.path("datalist", f"posmap_{split}.txt"), sorted(by_split[split]),
                            root=ctx.out_dir)
         write_uv_assets(lambda n: ctx.path("uv-data", n), ctx.resources.assets,
                         ctx.resources.model.name)
 
-    def preview(self, record, cfg, ctx):
+    def preview(self, record, cfg: PosmapOptions, ctx):
         names = output_names(record["key"])
         crop = read_image(ctx.path(names["crop"]))
         posmap = load_npy(ctx.path(names["posmap"])).astype(np.float32)

@@ -26,6 +26,7 @@ STAGES: dict[str, str] = {
     "data_preparation": "pipelines.stages.data_preparation",
     "parsing": "pipelines.stages.parsing",
     "register_scans": "pipelines.stages.register_scans",
+    "evaluate_meshes": "pipelines.stages.evaluate_meshes",
 }
 
 

@@ -49,7 +49,7 @@ def _rodrigues(w: np.ndarray) -> np.ndarray:
 
 
 def rigid_refine(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarray, *, scale: bool = True,
-                 iterations: int = 50, tol: float = 1e-7, method: str = "auto"):
+                 iterations: int = 50, tol: float = 1e-6, method: str = "auto"):
     """Move a mesh (similarity about its centroid) to minimise the distances from ``points`` to it.
 
     Gauss–Newton on ``Σ (n_k · (c_k + δ(c_k) − p_k))²``, where ``c_k`` is the closest mesh point
@@ -78,7 +78,7 @@ def rigid_refine(vertices: np.ndarray, triangles: np.ndarray, points: np.ndarray
         tk = m + delta[3:6] - sk * Rk @ m
         v = sk * v @ Rk.T + tk
         s_tot, R_tot, t_tot = sk * s_tot, Rk @ R_tot, sk * Rk @ t_tot + tk
-        if abs(prev - cost) <= tol * max(cost, 1e-12) and np.linalg.norm(delta) < 1e-9 + tol:
+        if abs(prev - cost) <= tol * max(cost, 1e-12) or np.linalg.norm(delta) < 1e-6:
             break
         prev = cost
     return v, (s_tot, R_tot, t_tot)

@@ -113,7 +113,8 @@ def make_synthetic_scan(model, seed: int = 0, *, unit: str = "m", noise_mm: floa
     remap[used] = np.arange(len(used))
     sv, st = sv[used], remap[st]
     # the hole: one cheek, between the jaw and the nose
-    hole_centre = 0.5 * (truth_mm[lm_idx[3]] + truth_mm[lm_idx[31]])
+    mid = 0.5 * (truth_mm[lm_idx[3]] + truth_mm[lm_idx[31]])
+    hole_centre = truth_mm[np.argmin(np.linalg.norm(truth_mm - mid, axis=1))]  # on the surface
     in_hole = np.zeros(model.n_vertices, bool)
     if hole_radius_mm > 0:
         cen = sv[st].mean(axis=1)

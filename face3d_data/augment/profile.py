@@ -46,12 +46,12 @@ from face3d_data.augment.profile_mesh import (
     ANCHOR,
     BORDER,
     CONTOUR,
+    EdgeLeastSquares,
     ImageMesh,
     MeshError,
     MeshOptions,
     build_image_mesh,
     face_vertex_mask,
-    harmonic_fill,
 )
 from face3d_data.render import Raster, interpolate, rasterize, vertex_visibility
 from face3d_data.w300lp.pose import angles_to_matrix, check_pose_para, project
@@ -210,6 +210,7 @@ class SourceFace:
         mesh: the :class:`~face3d_data.augment.profile_mesh.ImageMesh`.
         centre_model: (3,) model-space centroid of the face region (the pivot).
         seconds: time of the meshing step.
+        anchor_solver: the factorised anchor-position solve, shared by the views (built lazily).
     """
 
     image: np.ndarray
@@ -221,6 +222,7 @@ class SourceFace:
     mesh: ImageMesh
     centre_model: np.ndarray
     seconds: float = 0.0
+    anchor_solver: object = field(default=None, repr=False)
 
 
 class ProfileError(ValueError):
@@ -346,7 +348,9 @@ class Profiler:
             i, j = mesh.edges[:, 0], mesh.edges[:, 1]
             beta = 0.5 * (mesh.weight[i] + mesh.weight[j])[:, None]
             offsets = beta * (turned[i, :2] - turned[j, :2]) + (1 - beta) * (pts[i, :2] - pts[j, :2])
-            target[:, :2] = harmonic_fill(target[:, :2], ~anchors, mesh.edges, offsets)
+            if source.anchor_solver is None:
+                source.anchor_solver = EdgeLeastSquares(mesh.edges, ~anchors)
+            target[:, :2] = source.anchor_solver.solve(target[:, :2], offsets)
             wa = mesh.weight[anchors]
             target[anchors, 2] = wa * turned[anchors, 2] + (1 - wa) * pts[anchors, 2]
         return target

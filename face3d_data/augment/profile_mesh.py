@@ -180,39 +180,59 @@ def mesh_edges(triangles: np.ndarray) -> np.ndarray:
     return np.unique(e, axis=0)
 
 
+class EdgeLeastSquares:
+    """Sparse least squares over mesh edges with some entries fixed (factorised once).
+
+    Solves for the unknown entries of ``v`` the minimum of Σ over edges ``(i, j)`` of
+    ‖(v_i − v_j) − d_ij‖², the ``known`` (M,) bool entries fixed. Only edges touching an unknown
+    matter; unknowns with no edge keep their given values.
+
+    Args:
+        edges: (E, 2) mesh edges; known: (M,) bool.
+    """
+
+    def __init__(self, edges: np.ndarray, known: np.ndarray):
+        edges = np.asarray(edges, np.int64).reshape(-1, 2)
+        self.known = np.asarray(known, bool)
+        m = len(self.known)
+        self.unknown = np.nonzero(~self.known)[0]
+        self.used = np.nonzero(~(self.known[edges[:, 0]] & self.known[edges[:, 1]]))[0]
+        e = edges[self.used]
+        n_e = len(e)
+        inc = sp.csr_matrix((np.tile([1.0, -1.0], n_e), (np.repeat(np.arange(n_e), 2), e.ravel())),
+                            shape=(n_e, m))                  # (v_i - v_j) per edge
+        self._g_u = inc[:, self.unknown].tocsc()
+        self._g_k = inc[:, np.nonzero(self.known)[0]].tocsc()
+        a = (self._g_u.T @ self._g_u).tocsc()
+        self._isolated = np.asarray(abs(a).sum(axis=1)).ravel() == 0
+        a = a + sp.diags(self._isolated.astype(np.float64))
+        self._solve = spla.factorized(a.tocsc()) if self.unknown.size else None
+
+    def solve(self, values: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
+        """``values`` (M,) or (M, C) with the unknowns solved; ``offsets`` d: (E,) or (E, C)
+        for every edge given to the constructor (default 0: a harmonic interpolation)."""
+        v = np.array(values, dtype=np.float64, copy=True)
+        flat = v.ndim == 1
+        if flat:
+            v = v[:, None]
+        if self._solve is None:
+            return v[:, 0] if flat else v
+        rhs = -(self._g_k @ v[self.known])
+        if offsets is not None:
+            d = np.asarray(offsets, np.float64)[self.used]
+            rhs = rhs + (d[:, None] if d.ndim == 1 else d)
+        b = np.asarray(self._g_u.T @ rhs)
+        b[self._isolated] = v[self.unknown[self._isolated]]
+        for c in range(v.shape[1]):
+            v[self.unknown, c] = self._solve(np.ascontiguousarray(b[:, c]))
+        return v[:, 0] if flat else v
+
+
 def harmonic_fill(values: np.ndarray, known: np.ndarray, edges: np.ndarray,
                   offsets: np.ndarray | None = None) -> np.ndarray:
-    """Solve the unknown entries of ``values`` (M,) or (M, C) by sparse least squares.
-
-    Minimises Σ over edges ``(i, j)`` of ‖(v_i − v_j) − d_ij‖² with the ``known`` (M,) bool
-    entries fixed; ``offsets`` d (E,) or (E, C) default to 0 (a harmonic interpolation).
-    Unknowns with no edge keep their given values. Returns a float64 copy.
-    """
-    v = np.array(values, dtype=np.float64, copy=True)
-    flat = v.ndim == 1
-    if flat:
-        v = v[:, None]
-    unknown = np.nonzero(~known)[0]
-    if unknown.size == 0:
-        return v[:, 0] if flat else v
-    m, n_e = len(v), len(edges)
-    rows = np.repeat(np.arange(n_e), 2)
-    inc = sp.csr_matrix((np.tile([1.0, -1.0], n_e), (rows, np.asarray(edges).ravel())),
-                        shape=(n_e, m))                      # (q_i - q_j) per edge
-    g_u, g_k = inc[:, unknown], inc[:, np.nonzero(known)[0]]
-    rhs = -(g_k @ v[known])
-    if offsets is not None:
-        d = np.asarray(offsets, np.float64)
-        rhs = rhs + (d[:, None] if d.ndim == 1 else d)
-    a = (g_u.T @ g_u).tocsc()
-    b = np.asarray(g_u.T @ rhs)
-    isolated = np.asarray(abs(a).sum(axis=1)).ravel() == 0
-    a = a + sp.diags(isolated.astype(np.float64))
-    b[isolated] = v[unknown[isolated]]
-    solve = spla.factorized(a)
-    for c in range(v.shape[1]):
-        v[unknown, c] = solve(np.ascontiguousarray(b[:, c]))
-    return v[:, 0] if flat else v
+    """One :class:`EdgeLeastSquares` solve: the unknown (``~known``) entries of ``values``
+    (M,) or (M, C) minimising Σ ‖(v_i − v_j) − d_ij‖² over ``edges``; returns a float64 copy."""
+    return EdgeLeastSquares(edges, known).solve(values, offsets)
 
 
 def anchor_depths(points: np.ndarray, kind: np.ndarray, ring: np.ndarray, spoke: np.ndarray,

@@ -63,6 +63,7 @@ setup(
         "numpy>=1.23",
         "scipy>=1.9",
         "opencv-python-headless>=4.6",
+        "simplejpeg>=1.6",
         "scikit-image>=0.20",
         "dlib-bin>=19.24",
         "face_recognition_models>=0.3.0",

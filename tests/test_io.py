@@ -40,6 +40,65 @@ def test_image_errors_name_the_file(tmp_path):
         io.read_image(tmp_path / "missing.png")
 
 
+def damaged_in_the_middle(jpeg: bytes, seed: int = 0, count: int = 40) -> bytes:
+    """The JPEG with ``count`` bytes of its entropy-coded data (between the SOS header and EOI)
+    overwritten with random non-marker bytes; every marker segment is left intact. (JPEG has no
+    checksum: libjpeg notices most such damage, not all; this seed is one it notices.)"""
+    sos = jpeg.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
+    end = jpeg.rindex(b"\xff\xd9")
+    middle = (start + end) // 2
+    noise = np.random.default_rng(seed).integers(0, 0xFF, count, dtype=np.uint8).tobytes()  # no 0xFF
+    return jpeg[:middle] + noise + jpeg[middle + count:]
+
+
+def _smooth_jpeg(tmp_path, name="clean.jpg", gray=False):
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rgb = cv2.GaussianBlur(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8), (7, 7), 3)
+    io.write_image(tmp_path / name, rgb[:, :, 0] if gray else rgb, quality=90)
+    return (tmp_path / name).read_bytes()
+
+
+def test_jpeg_damaged_in_its_middle_is_an_error_naming_the_file(tmp_path):
+    import cv2
+
+    clean = _smooth_jpeg(tmp_path)
+    damaged = damaged_in_the_middle(clean)
+    assert len(damaged) == len(clean) and damaged[:clean.index(b"\xff\xda") + 14] == clean[:clean.index(b"\xff\xda") + 14]
+    assert damaged.endswith(b"\xff\xd9") and damaged != clean
+    (tmp_path / "damaged.jpg").write_bytes(damaged)
+    # a lenient decoder accepts it and returns a picture (what read_image did before)
+    assert cv2.imdecode(np.frombuffer(damaged, np.uint8), cv2.IMREAD_COLOR) is not None
+    with pytest.raises(InputError, match="damaged.jpg.*corrupt JPEG data"):
+        io.read_image(tmp_path / "damaged.jpg")
+
+
+def test_strict_jpeg_decode_gives_opencvs_pixels(tmp_path):
+    import cv2
+
+    for name, gray in (("c.jpg", False), ("g.jpg", True)):
+        _smooth_jpeg(tmp_path, name, gray)
+        ours = io.read_image(tmp_path / name)
+        theirs = cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR)[:, :, ::-1]
+        assert ours.shape == (96, 128, 3) and ours.dtype == np.uint8
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_mat_damaged_in_its_middle_is_an_error_naming_the_file(tmp_path):
+    import struct
+
+    io.write_mat(tmp_path / "ok.mat", {"Pose_Para": np.arange(7, dtype=np.float32)[None],
+                                       "Shape_Para": np.ones((199, 1))})
+    data = bytearray((tmp_path / "ok.mat").read_bytes())
+    first = 128 + 8 + struct.unpack("<II", data[128:136])[1]   # the second variable's element tag
+    data[first:first + 8] = b"\xff" * 8
+    (tmp_path / "mid.mat").write_bytes(bytes(data))
+    with pytest.raises(InputError, match="mid.mat.*corrupt"):
+        io.read_mat(tmp_path / "mid.mat")
+
+
 def test_mat_write_is_deterministic_and_readable(tmp_path):
     fields = {"Pose_Para": np.arange(7, dtype=np.float32)[None], "Shape_Para": np.ones((199, 1))}
     io.write_mat(tmp_path / "a.mat", fields)

@@ -209,3 +209,28 @@ def test_batch_vertices_dedupes_and_matches_the_model(dataset):
     assert batch_vertices(model, []) == []
     with pytest.raises(InputError, match="coefficients"):
         model_coefficients(model, {"Shape_Para": np.zeros((model.n_shape + 1, 1))}, "d.mat")
+
+
+def test_posmap_fails_damaged_and_tiny_images_by_name(dataset, tmp_path):
+    """A JPEG damaged in its middle and a 1×1 image (valid labels) are failures rows naming the
+    image; neither becomes a training crop in the datalist."""
+    import shutil
+
+    from test_io import damaged_in_the_middle
+
+    root = tmp_path / "data"
+    shutil.copytree(dataset["root"], root)
+    damaged = root / "AFW/AFW_100_1_1.jpg"
+    damaged.write_bytes(damaged_in_the_middle(damaged.read_bytes()))
+    tiny = root / "HELEN/HELEN_7_2_0.jpg"
+    write_image(str(tiny), np.full((1, 1, 3), 128, np.uint8))
+    out = tmp_path / "posmap"
+    summary = _run("posmap", out, data_root=str(root), model=dataset["model_path"], resolution=64)
+    assert summary.failed == 2 and summary.processed == len(NAMES) - 2
+    failures = open(summary.failures).read()
+    assert "AFW_100_1_1.jpg" in failures and "corrupt JPEG data" in failures
+    assert "HELEN_7_2_0.jpg" in failures and "1×1 image" in failures
+    listed = [str(p) for split in ("train", "val", "test")
+              for row in read_datalist(out / "datalist" / f"posmap_{split}.txt", out) for p in row]
+    assert len(listed) == 2 * (len(NAMES) - 2)
+    assert not any("AFW_100_1_1" in p or "HELEN_7_2_0" in p for p in listed)

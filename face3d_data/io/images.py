@@ -1,8 +1,13 @@
 """Image files: read as 8-bit RGB in memory, write JPEG/PNG atomically.
 
 Everything in the library works on ``(H, W, 3) uint8`` RGB arrays. Grayscale, RGBA, 16-bit and
-CMYK inputs are converted on read; unreadable, empty or truncated files raise
+CMYK inputs are converted on read; unreadable, empty, truncated or corrupt files raise
 :class:`~face3d_data.errors.InputError` naming the file.
+
+JPEGs are decoded strictly (libjpeg-turbo through ``simplejpeg`` with ``strict=True``): damage
+inside the compressed data that libjpeg only warns about ("Corrupt JPEG data: ...", which OpenCV
+prints without the file name and then returns a partly grey picture) is an error naming the file.
+The pixels are the same as OpenCV's decoder gives, and decoding is no slower.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 
 import cv2
 import numpy as np
+import simplejpeg
 
 from face3d_data.errors import InputError
 from face3d_data.io.atomic import write_bytes
@@ -96,10 +102,35 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise InputError(path, "image file is empty (0 bytes)")
     if path.lower().endswith((".jpg", ".jpeg")) and not _jpeg_is_complete(data):
         raise InputError(path, "JPEG file is truncated (no end-of-image marker)")
+    if data.size >= 2 and data[0] == 0xFF and data[1] == 0xD8:
+        rgb = _decode_jpeg_strict(data, path)
+        if rgb is not None:
+            return rgb
     array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
     if array is None or array.size == 0:
         raise InputError(path, "not a readable image (corrupt file or unsupported format)")
     return _to_rgb8(array, path)
+
+
+def _decode_jpeg_strict(data: np.ndarray, path: str) -> np.ndarray | None:
+    """Decode a JPEG stream strictly to (H, W, 3) uint8 RGB; None for CMYK/YCCK streams, which are
+    only checked here and converted by OpenCV.
+
+    Raises:
+        InputError: any decoder warning or error (corrupt entropy-coded data, bad markers).
+    """
+    buffer = data.tobytes()
+    try:
+        _, _, _, colorspace = simplejpeg.decode_jpeg_header(buffer)
+        if colorspace == "Gray":
+            gray = simplejpeg.decode_jpeg(buffer, colorspace="GRAY", strict=True)
+            return np.ascontiguousarray(np.repeat(gray.reshape(gray.shape[0], gray.shape[1], 1), 3, axis=2))
+        if colorspace in ("CMYK", "YCCK"):
+            simplejpeg.decode_jpeg(buffer, colorspace="CMYK", strict=True)
+            return None
+        return simplejpeg.decode_jpeg(buffer, colorspace="RGB", strict=True)
+    except ValueError as exc:
+        raise InputError(path, f"corrupt JPEG data ({exc})") from None
 
 
 def _jpeg_is_complete(data: np.ndarray) -> bool:

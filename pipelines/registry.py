@@ -27,6 +27,7 @@ STAGES: dict[str, str] = {
     "parsing": "pipelines.stages.parsing",
     "register_scans": "pipelines.stages.register_scans",
     "evaluate_meshes": "pipelines.stages.evaluate_meshes",
+    "augment_views": "pipelines.stages.augment_views",
 }
 
 

@@ -144,7 +144,7 @@ def test_inward_template_is_oriented_once(model):
     t = Template.from_model(flipped)
     assert t.flipped_winding
     np.testing.assert_array_equal(np.sort(t.triangles, axis=1), np.sort(model.triangles, axis=1))
-    tri, again = orient_outward(model.mean, t.triangles)
+    _, again = orient_outward(model.mean, t.triangles)
     assert not again
     # the normals of the oriented template point outwards (away from the head's centre) on the face
     n = vertex_normals(model.mean, t.triangles)

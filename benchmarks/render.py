@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 from face3d_data.render import (ncc_code, rasterize, rasterize_batch, render_attributes,  # noqa: E402
                                 render_attributes_batch, render_pncc, render_uv)
 from face3d_data.render._checks import as_threads  # noqa: E402
-from test_render_reference import reference_rasterize  # noqa: E402
+from face3d_data.render.reference import reference_rasterize  # noqa: E402
 
 
 def face_mesh(grid: int, size: int):

@@ -1,4 +1,5 @@
-"""Shared fixtures: small 300W-LP-format folders built in the real file formats."""
+"""Shared test helpers: running one stage in-process, small 300W-LP-format folders built in the
+real file formats. (Test models live in :mod:`face3d_data.morphable.testing`.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # runner_stages for worker processes too
 
 from face3d_data.io import write_image, write_mat  # noqa: E402
+
+
+def run_named(stage: str, out, *, jobs: int = 1, backend: str = "threading", **explicit):
+    """Run registered stage ``stage`` into ``out`` with options ``explicit`` (quietly, in this
+    process by default); returns the runner's summary. ConfigError propagates."""
+    from pipelines.core import RunOptions, build_config, run_stage
+    from pipelines.registry import stage_class
+
+    cfg = build_config(stage, explicit=explicit)
+    return run_stage(stage_class(stage), RunOptions(out=str(out), jobs=jobs, quiet=True, backend=backend),
+                     cfg=cfg)
 
 
 def make_pair(folder, name, rng, size=48):

@@ -14,8 +14,7 @@ from face3d_data.io import write_image, write_landmarks_txt, write_mat, write_pt
 from face3d_data.morphable.builtin import builtin_model
 from face3d_data.w300lp import read_labels
 from face3d_data.w300lp.pose import project
-from pipelines.core import RunOptions, build_config, run_stage
-from pipelines.registry import stage_class
+from conftest import run_named
 
 
 @pytest.fixture(scope="module")
@@ -37,10 +36,7 @@ def folder(tmp_path_factory):
 
 
 def test_fit_3dmm_stage(folder, tmp_path):
-    cfg = build_config("fit_3dmm", explicit={"img_folder": folder["root"], "model": "builtin",
-                                             "detect": False})
-    summary = run_stage(stage_class("fit_3dmm"), RunOptions(out=str(tmp_path), jobs=1, quiet=True,
-                                                            backend="threading"), cfg=cfg)
+    summary = run_named("fit_3dmm", tmp_path, img_folder=folder["root"], model="builtin", detect=False)
     assert summary.processed == 3 and summary.failed == 1
     failures = open(summary.failures).read()
     assert "d.txt" in failures and "collinear" in failures

@@ -8,14 +8,11 @@ import scipy.io
 
 from face3d_data.morphable import MorphableModel, load_model
 from face3d_data.morphable.testing import write_bfm_fixtures
-from pipelines.core import RunOptions, build_config, run_stage
-from pipelines.registry import stage_class
+from conftest import run_named
 
 
 def run(out, **options):
-    cfg = build_config("build_model", explicit=options)
-    return run_stage(stage_class("build_model"), RunOptions(out=str(out), jobs=1, backend="threading",
-                                                            quiet=True), cfg=cfg)
+    return run_named("build_model", out, **options)
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,7 @@ import pytest
 from scipy import ndimage
 
 from face3d_data.augment import in_plane_rotation, rotate_label_fields
-from face3d_data.morphable import MorphableModel
-from face3d_data.morphable.testing import random_model
+from face3d_data.morphable.testing import smooth_model
 from face3d_data.posmap import (
     build_uv_assets,
     crop_image,
@@ -26,29 +25,6 @@ from face3d_data.posmap import (
 from face3d_data.w300lp import project
 
 RES = 128
-
-
-def smooth_model(n_vertices=3000, n_shape=8, n_exp=4, seed=0):
-    """A face-like smooth model: the random fixture's sheet with low-frequency bases.
-
-    The random fixture's bases are white noise per vertex (a rough surface, not a face); position
-    maps sample a piecewise-linear surface, so faces are modelled smooth here. Landmarks are 68
-    interior vertices of the face region.
-    """
-    base = random_model(n_vertices, 1, 1, seed=seed)
-    rng = np.random.default_rng(seed)
-    x, y = base.mean[:, 0] / 1.5e5, base.mean[:, 1] / 1.8e5
-    terms = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y, x ** 3, y ** 3], 1)
-
-    def basis(k, amplitude):
-        coef = rng.normal(size=(terms.shape[1], 3, k))
-        return np.einsum("nt,tck->nck", terms, coef) * amplitude
-
-    interior = np.flatnonzero((np.abs(x) < 0.3) & (np.abs(y) < 0.3))
-    return MorphableModel(base.mean, basis(n_shape, 1.0), np.full(n_shape, 5e3),
-                          basis(n_exp, 3e3), np.ones(n_exp), triangles=base.triangles,
-                          landmarks=rng.choice(interior, 68, replace=False), uv=base.uv,
-                          regions=base.regions, name="smooth")
 
 
 @pytest.fixture(scope="module")

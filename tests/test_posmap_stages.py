@@ -11,37 +11,21 @@ import pytest
 from face3d_data.coords import canonical_to_pt2d
 from face3d_data.errors import InputError
 from face3d_data.io import load_npy, read_datalist, read_image, read_mat, write_image, write_mat
-from face3d_data.morphable import MorphableModel
-from face3d_data.morphable.testing import random_model
+from face3d_data.morphable.testing import smooth_model
 from face3d_data.posmap import decode_landmarks
 from face3d_data.w300lp import project
-from pipelines.core import RunOptions, build_config, read_manifest, run_stage
+from conftest import run_named
+from pipelines.core import read_manifest
 
 NAMES = ["AFW/AFW_100_1_0", "AFW/AFW_100_1_1", "AFW_Flip/AFW_100_1_0", "HELEN/HELEN_7_2_0",
          "IBUG/IBUG_image_003_1_0"]
-
-
-def smooth_model():
-    """A small smooth face-like model (see tests/test_posmap.py for the rationale)."""
-    base = random_model(2500, 1, 1, seed=5)
-    rng = np.random.default_rng(5)
-    x, y = base.mean[:, 0] / 1.5e5, base.mean[:, 1] / 1.8e5
-    terms = np.stack([np.ones_like(x), x, y, x * y, x * x, y * y], 1)
-
-    def basis(k, amplitude):
-        return np.einsum("nt,tck->nck", terms, rng.normal(size=(terms.shape[1], 3, k))) * amplitude
-
-    interior = np.flatnonzero((np.abs(x) < 0.3) & (np.abs(y) < 0.3))
-    return MorphableModel(base.mean, basis(6, 1.0), np.full(6, 5e3), basis(3, 3e3), np.ones(3),
-                          triangles=base.triangles, uv=base.uv, regions=base.regions,
-                          landmarks=rng.choice(interior, 68, replace=False), name="smooth")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A 300W-LP-layout tree labelled with a saved smooth model."""
     root = tmp_path_factory.mktemp("300W_LP")
-    model = smooth_model()
+    model = smooth_model(2500, 6, 3, seed=5, cubic=False)
     model_path = str(root.parent / "smooth_model.npz")
     model.save(model_path)
     rng = np.random.default_rng(0)
@@ -65,17 +49,9 @@ def dataset(tmp_path_factory):
     return {"root": str(root), "model": model, "model_path": model_path}
 
 
-def _run(stage, out, **explicit):
-    cfg = build_config(stage, explicit=explicit)
-    from pipelines.registry import stage_class
-
-    return run_stage(stage_class(stage), RunOptions(out=str(out), jobs=1, quiet=True,
-                                                    backend="threading"), cfg=cfg)
-
-
 def test_rotate_stage_writes_layout_and_exact_labels(dataset, tmp_path):
     out = tmp_path / "rot"
-    summary = _run("rotate_300wlp", out, data_root=dataset["root"], angles=[30, -45],
+    summary = run_named("rotate_300wlp", out, data_root=dataset["root"], angles=[30, -45],
                    model=dataset["model_path"])
     assert summary.failed == 0 and summary.processed == len(NAMES)
     for name in NAMES:
@@ -104,7 +80,7 @@ def test_rotate_stage_writes_layout_and_exact_labels(dataset, tmp_path):
 
 def test_posmap_stage_datalists_and_validation(dataset, tmp_path):
     out = tmp_path / "posmap"
-    summary = _run("posmap", out, data_root=dataset["root"], model=dataset["model_path"],
+    summary = run_named("posmap", out, data_root=dataset["root"], model=dataset["model_path"],
                    resolution=128)
     assert summary.failed == 0 and summary.processed == len(NAMES)
     frame, meta = read_manifest(summary.manifest)
@@ -127,13 +103,13 @@ def test_posmap_stage_datalists_and_validation(dataset, tmp_path):
         split_of["AFW_Flip/AFW_100_1_0.jpg"]
     assert os.path.isfile(out / "uv-data" / "uv_face_mask.png")
     # a rerun with the same seed is identical (seeded jitter)
-    again = _run("posmap", tmp_path / "again", data_root=dataset["root"],
+    again = run_named("posmap", tmp_path / "again", data_root=dataset["root"],
                  model=dataset["model_path"], resolution=128)
     assert np.array_equal(load_npy(str(tmp_path / "again/AFW/AFW_100_1_0.npy")), pos)
     del again
 
     report_dir = tmp_path / "validate"
-    v = _run("validate_posmap", report_dir, posmap_dir=str(out))
+    v = run_named("validate_posmap", report_dir, posmap_dir=str(out))
     assert v.failed == 0
     report = json.loads((report_dir / "report.json").read_text())
     assert report["samples"] == len(NAMES)
@@ -145,13 +121,13 @@ def test_posmap_stage_datalists_and_validation(dataset, tmp_path):
 
 def test_validation_flags_a_broken_posmap(dataset, tmp_path):
     out = tmp_path / "posmap"
-    _run("posmap", out, data_root=dataset["root"], model=dataset["model_path"], resolution=64,
+    run_named("posmap", out, data_root=dataset["root"], model=dataset["model_path"], resolution=64,
          jitter=False, posmap_png_every=0)
     broken = load_npy(str(out / "HELEN/HELEN_7_2_0.npy"))
     broken[..., 1] += 1.0  # the classic one-pixel frame error
     broken[20:30, 20:30] = 0.0
     np.save(str(out / "HELEN/HELEN_7_2_0.npy"), broken)
-    _run("validate_posmap", tmp_path / "v", posmap_dir=str(out), outlier_nme=0.002)
+    run_named("validate_posmap", tmp_path / "v", posmap_dir=str(out), outlier_nme=0.002)
     report = json.loads((tmp_path / "v" / "report.json").read_text())
     flagged = [o["key"] for o in report["outliers"]]
     assert flagged == ["HELEN/HELEN_7_2_0"]
@@ -160,8 +136,8 @@ def test_validation_flags_a_broken_posmap(dataset, tmp_path):
 
 def test_uv_assets_stage_is_deterministic(dataset, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    _run("uv_assets", a, model=dataset["model_path"], resolution=96)
-    _run("uv_assets", b, model=dataset["model_path"], resolution=96)
+    run_named("uv_assets", a, model=dataset["model_path"], resolution=96)
+    run_named("uv_assets", b, model=dataset["model_path"], resolution=96)
     for name in ("uv_face_mask.png", "uv_weight_mask.png", "uv_kpt_ind.txt", "uv_kpt_uv.txt",
                  "uv_kpt_weights.npz", "face_ind.txt", "triangles.txt"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
@@ -225,7 +201,7 @@ def test_posmap_fails_damaged_and_tiny_images_by_name(dataset, tmp_path):
     tiny = root / "HELEN/HELEN_7_2_0.jpg"
     write_image(str(tiny), np.full((1, 1, 3), 128, np.uint8))
     out = tmp_path / "posmap"
-    summary = _run("posmap", out, data_root=str(root), model=dataset["model_path"], resolution=64)
+    summary = run_named("posmap", out, data_root=str(root), model=dataset["model_path"], resolution=64)
     assert summary.failed == 2 and summary.processed == len(NAMES) - 2
     failures = open(summary.failures).read()
     assert "AFW_100_1_1.jpg" in failures and "corrupt JPEG data" in failures

@@ -9,8 +9,7 @@ from face3d_data.io import load_npy, read_image, write_image, write_mat
 from face3d_data.morphable.testing import random_model
 from face3d_data.render import ncc_code, render_depth, render_pncc
 from face3d_data.w300lp import project
-from pipelines.core import RunOptions, build_config, run_stage
-from pipelines.registry import stage_class
+from conftest import run_named
 
 NAMES = ["AFW/AFW_1_1_0", "HELEN/HELEN_2_1_3"]
 SIZE = 96
@@ -34,14 +33,8 @@ def dataset(tmp_path_factory):
     return {"root": str(root), "model": model, "model_path": model_path, "faces": faces}
 
 
-def _run(stage, out, **explicit):
-    cfg = build_config(stage, explicit=explicit)
-    return run_stage(stage_class(stage), RunOptions(out=str(out), jobs=1, quiet=True,
-                                                    backend="threading"), cfg=cfg)
-
-
 def test_pncc_stage(dataset, tmp_path):
-    summary = _run("pncc", tmp_path, data_root=dataset["root"], model=dataset["model_path"], npy=True)
+    summary = run_named("pncc", tmp_path, data_root=dataset["root"], model=dataset["model_path"], npy=True)
     assert summary.failed == 0 and summary.processed == len(NAMES)
     model = dataset["model"]
     code = ncc_code(model.mean)
@@ -54,7 +47,7 @@ def test_pncc_stage(dataset, tmp_path):
 
 
 def test_depth_stage(dataset, tmp_path):
-    summary = _run("depth", tmp_path, data_root=dataset["root"], model=dataset["model_path"])
+    summary = run_named("depth", tmp_path, data_root=dataset["root"], model=dataset["model_path"])
     assert summary.failed == 0 and summary.processed == len(NAMES)
     for name, verts in dataset["faces"].items():
         expected = render_depth(verts, dataset["model"].triangles, SIZE, SIZE)

@@ -9,15 +9,12 @@ from face3d_data.errors import ConfigError
 from face3d_data.io import read_datalist
 from face3d_data.morphable import builtin_model
 from face3d_data.w300lp import find_samples, project, read_labels, read_pts_mat
-from pipelines.core import RunOptions, build_config, run_stage
-from pipelines.registry import stage_class
+from conftest import run_named
 
 
 def run(tmp_path, **options):
-    cfg = build_config("synth_300wlp", explicit={"count": 6, "image_size": 160, "views_per_identity": 2,
-                                                 **options})
-    return run_stage(stage_class("synth_300wlp"), RunOptions(out=str(tmp_path), jobs=1,
-                                                             backend="threading", quiet=True), cfg=cfg)
+    return run_named("synth_300wlp", tmp_path, **{"count": 6, "image_size": 160, "views_per_identity": 2,
+                                                  **options})
 
 
 def test_synth_stage_writes_300wlp_layout(tmp_path):
@@ -26,7 +23,7 @@ def test_synth_stage_writes_300wlp_layout(tmp_path):
     samples = find_samples(tmp_path)
     assert [s.key for s in samples] == [f"synth_{i:06d}" for i in range(6)]
     model = builtin_model()
-    shapes = []
+    shapes, marched = [], 0
     for s in samples:
         assert s.pts_path is not None
         lab = read_labels(s.mat_path)
@@ -34,8 +31,14 @@ def test_synth_stage_writes_300wlp_layout(tmp_path):
         np.testing.assert_allclose(project(v, lab.pose_para, (160, 160))[:, :2], lab.pt2d, atol=1e-4)
         pts_2d, pts_3d = read_pts_mat(s.pts_path)
         np.testing.assert_allclose(pts_3d, lab.pt2d, atol=1e-9)
-        np.testing.assert_allclose(pts_2d[8:], lab.pt2d[8:], atol=1e-9) if abs(lab.pose_para[1]) < 1e-3 else None
+        # 2D-style points: only jaw points of one side (the one turned away) move to the silhouette
+        np.testing.assert_allclose(pts_2d[8:9], lab.pt2d[8:9], atol=1e-9)
+        np.testing.assert_allclose(pts_2d[17:], lab.pt2d[17:], atol=1e-9)
+        moved = np.abs(pts_2d[:17] - lab.pt2d[:17]).max(axis=1) > 1e-6
+        assert not (moved[:8].any() and moved[9:].any())
+        marched += int(moved.any())
         shapes.append(lab.shape_para)
+    assert marched > 0  # some faces turned enough for the silhouette to differ from the fixed jaw
     # views of one identity share the shape coefficients; different identities do not
     np.testing.assert_array_equal(shapes[0], shapes[1])
     assert not np.array_equal(shapes[1], shapes[2])
@@ -54,13 +57,16 @@ def test_synth_stage_writes_300wlp_layout(tmp_path):
 
 
 def test_split_keeps_identities_together(tmp_path):
-    run(tmp_path, count=12, views_per_identity=3)
-    where = {}
+    run(tmp_path, count=24, views_per_identity=3, image_size=64, split=[0.34, 0.33, 0.33])
+    where, listed = {}, []
     for split in ("train", "val", "test"):
         for row in read_datalist(tmp_path / f"{split}.txt", tmp_path):
             index = int(str(row[0]).rsplit("_", 1)[1].split(".")[0])
+            listed.append(index)
             where.setdefault(index // 3, set()).add(split)
-    assert all(len(s) == 1 for s in where.values())
+    assert sorted(listed) == list(range(24))                 # every sample in exactly one list
+    assert set().union(*where.values()) == {"train", "val", "test"}  # the split is not all train
+    assert all(len(s) == 1 for s in where.values())          # views of an identity stay together
 
 
 def test_bad_options_rejected(tmp_path):

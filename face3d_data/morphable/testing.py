@@ -71,6 +71,32 @@ def random_model(n_vertices: int = 500, n_shape: int = 10, n_exp: int = 5, seed:
 
 
 # ---------------------------------------------------------------------------- file fixtures
+def smooth_model(n_vertices: int = 3000, n_shape: int = 8, n_exp: int = 4, seed: int = 0, *,
+                 cubic: bool = True) -> MorphableModel:
+    """A face-like smooth model: :func:`random_model`'s sheet with low-frequency bases.
+
+    The random fixture's bases are white noise per vertex (a rough surface, not a face); position
+    maps sample a piecewise-linear surface, so faces are modelled smooth: each basis is a random
+    polynomial of the vertex x, y (degree 2, plus x³ and y³ with ``cubic``). Shape std 5e3,
+    expression std 1 (amplitude 3e3); landmarks are 68 interior vertices of the face region.
+    """
+    base = random_model(n_vertices, 1, 1, seed=seed)
+    rng = np.random.default_rng(seed)
+    x, y = base.mean[:, 0] / 1.5e5, base.mean[:, 1] / 1.8e5
+    terms = [np.ones_like(x), x, y, x * y, x * x, y * y] + ([x ** 3, y ** 3] if cubic else [])
+    terms = np.stack(terms, 1)
+
+    def basis(k, amplitude):
+        coef = rng.normal(size=(terms.shape[1], 3, k))
+        return np.einsum("nt,tck->nck", terms, coef) * amplitude
+
+    interior = np.flatnonzero((np.abs(x) < 0.3) & (np.abs(y) < 0.3))
+    return MorphableModel(base.mean, basis(n_shape, 1.0), np.full(n_shape, 5e3),
+                          basis(n_exp, 3e3), np.ones(n_exp), triangles=base.triangles,
+                          landmarks=rng.choice(interior, 68, replace=False), uv=base.uv,
+                          regions=base.regions, name="smooth")
+
+
 def _interleave(a: np.ndarray) -> np.ndarray:
     """(N, 3) -> (3N, 1) or (N, 3, K) -> (3N, K): x, y, z rows per vertex (the BFM layout)."""
     return a.reshape(a.shape[0] * 3, -1)

@@ -11,6 +11,10 @@
 3. End to end: the stage through the runner with ``--jobs`` loky workers; views/s counts every
    written view (view 0 included, as the stage writes it).
 
+``--picture PATH`` instead writes the yaw-sweep figure of docs/profiling.md (a synthetic source
+and scikit-image's public-domain astronaut photo fitted with the embedded model, yaw in 15° steps,
+with the no-source/stretch masks).
+
 The machine's load average is printed with the figures: on a shared machine they vary from run
 to run, so compare ratios within one run rather than absolute numbers across runs.
 """
@@ -96,14 +100,53 @@ def end_to_end(root: str, out: str, jobs: int, yaw_step: float):
     return seconds, views, summary.failed
 
 
+def sweep_picture(path: str, model) -> None:
+    """The docs figure: rows = synthetic sweep, its masks, the fitted photo's sweep (face crops)."""
+    import cv2
+    from skimage import data
+
+    from face3d_data.fitting import fit_landmarks
+    from face3d_data.landmarks import detect_landmarks68
+    from face3d_data.viz import contact_sheet, draw_landmarks
+
+    profiler = Profiler(model)
+    rows = []
+    s = synthesize(model, np.random.default_rng(5), SIZE, pose=PoseDistribution(yaw_range_deg=25.0))
+    pose = s.labels["Pose_Para"].ravel().astype(np.float64)
+    src = profiler.prepare(s.image, pose, s.labels["Shape_Para"], s.labels["Exp_Para"])
+    yaws = [math.degrees(pose[1])] + sweep_yaws(math.degrees(pose[1]), 15.0, 90.0)
+    views = [profiler.view(src, (pose[0], math.radians(y), pose[2])) for y in yaws]
+    rows.append([draw_landmarks(v.image, v.landmarks.pt2d, radius=2) for v in views])
+    rows.append([cv2.cvtColor(v.mask, cv2.COLOR_GRAY2RGB) for v in views])
+    photo = np.ascontiguousarray(data.astronaut())
+    lm = detect_landmarks68(photo)
+    fit = fit_landmarks(lm, model, photo.shape[:2])
+    pose = np.asarray(fit.pose_para, np.float64).ravel()
+    src = profiler.prepare(photo, pose, fit.shape_para, fit.exp_para)
+    yaws = [math.degrees(pose[1])] + sweep_yaws(math.degrees(pose[1]), 15.0, 90.0)
+    views = [profiler.view(src, (pose[0], math.radians(y), pose[2])) for y in yaws]
+    c = views[0].landmarks.pt3d[:, :2].mean(0)
+    half = int(1.1 * np.ptp(views[0].landmarks.pt3d[:, :2], axis=0).max())
+    x0, y0 = (np.round(c) - half).astype(int)
+    crop = [v.image[max(y0, 0):y0 + 2 * half, max(x0, 0):x0 + 2 * half] for v in views]
+    rows.append(crop)
+    n = max(len(r) for r in rows)
+    tiles = [t for r in rows for t in r + [np.zeros((8, 8, 3), np.uint8)] * (n - len(r))]
+    write_image(path, contact_sheet(tiles, ncols=n, tile_size=150))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", type=int, default=12)
     parser.add_argument("--phase-sources", type=int, default=4)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--yaw-step", type=float, default=5.0)
+    parser.add_argument("--picture", help="write the docs yaw-sweep figure to this PNG and exit")
     args = parser.parse_args(argv)
     model = load_model("builtin")
+    if args.picture:
+        sweep_picture(args.picture, model)
+        return 0
     print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
           f"(shared machine: figures vary with the load)")
     with tempfile.TemporaryDirectory() as tmp:

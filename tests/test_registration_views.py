@@ -41,7 +41,7 @@ def registered(model, tmp_path_factory):
     root = tmp_path_factory.mktemp("registered")
     rng = np.random.default_rng(0)
     vm = model.vertices(rng.normal(size=model.n_shape) * model.shape_std * 0.5).astype(np.float32)
-    tex, f = _texture()
+    _, f = _texture()
     colors = f(model.uv[:, 0].astype(np.float64), model.uv[:, 1].astype(np.float64)).astype(np.float32)
     classes = region_classes(model)
     n = model.n_vertices

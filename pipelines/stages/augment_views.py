@@ -169,7 +169,7 @@ class AugmentViews(Stage):
                 share = float(vv[features].mean()) if features.any() else float(vv.mean())
                 if share < cfg.min_visible_valid:
                     continue
-                name = f"{stem}_{int(round(yaw))}_{int(round(pitch))}"
+                name = f"{stem}_{round(yaw)}_{round(pitch)}"
                 lm3d = view.projected[model.landmarks]
                 lm2d = marched_landmarks(model, view.projected, pose)
                 fields = labels_to_mat(pose, shape_para, exp_para, pt2d=lm2d, pt3d_68=lm3d,
@@ -202,7 +202,8 @@ class AugmentViews(Stage):
         w = csv.writer(table, lineterminator="\n")
         w.writerow(["view", "scan", "subject", "split", "yaw_deg", "pitch_deg", "visible_valid_features"])
         for r in records:
-            views = json.loads(open(ctx.path(r["key"], "views.json"), encoding="utf-8").read())
+            with open(ctx.path(r["key"], "views.json"), encoding="utf-8") as f:
+                views = json.load(f)
             split = r.get("split", "train")
             for v in views:
                 rows.setdefault(split, []).append((ctx.path(v["view"] + ".jpg"), ctx.path(v["view"] + ".mat")))

@@ -403,3 +403,31 @@ def test_kill_9_then_resume_equals_a_clean_run(tmp_path):
                         read_landmarks(root / "faces" / "detected" / "img_05.txt", count=5) + 7.0)
     assert cli.main([*args, "--data_root", str(root), "--overwrite"]) == 0
     assert _outputs(root / "faces") == clean
+
+
+def test_detections_written_by_an_older_version_are_never_inputs(tmp_path):
+    """Versions before detected/ wrote their points to detections/ and listed them in the
+    manifest: such files stay outputs, on this run and on every later one."""
+    from pipelines.core.manifest import write_manifest
+
+    folder = tmp_path / "faces"
+    (folder / "detections").mkdir(parents=True)
+    write_image(folder / "face.jpg", FACE)
+    old_points = five_from_68(read_landmarks_68_of(FACE)) + 9.0  # stale, wrong points
+    write_landmarks_txt(folder / "detections" / "face.txt", old_points)
+    write_manifest(str(folder), "manifest", [{"key": "face.jpg", "status": "ok",
+                                              "inputs": {"image": str(folder / "face.jpg")},
+                                              "outputs": ["landmarks/face.txt", "detections/face.txt"]}],
+                   {"stage": "data_preparation"})
+    for extra in ((), ("--overwrite",)):
+        assert _run(tmp_path, "--detector", "hog", *extra) == 0
+        row = _manifest(folder).loc["face.jpg"]
+        assert row["detector"] == "hog" and row["ignored_detections"] == "detections/face.txt"
+    np.testing.assert_array_equal(read_landmarks(folder / "landmarks" / "face.txt"),
+                                  read_landmarks_68_of(read_image(folder / "face.jpg")))
+
+
+def read_landmarks_68_of(image):
+    from face3d_data.landmarks import hog_faces, landmarks68
+
+    return landmarks68(image, hog_faces(image)[0])

@@ -271,7 +271,7 @@ class DataPreparation(Stage):
                "68 landmarks, quality scores, skin masks, datalists (never modifies inputs).")
     Options = DataPreparationOptions
     writes_beside_inputs = True
-    asset_options = ("quality_model",)
+    asset_options = ("quality_model", "fan_weights")
 
     def check_config(self, cfg):
         for key in ("hog_upsample", "cnn_upsample", "vis_every"):

@@ -10,8 +10,14 @@ import pytest
 
 from face3d_data.errors import InputError
 from face3d_data.io import write_image, write_mesh
-from face3d_data.io.scan import (find_scan_landmarks, find_scans, mesh_depth, read_scan, read_scan_landmarks,
-                                 scan_stem)
+from face3d_data.io.scan import (
+    find_scan_landmarks,
+    find_scans,
+    mesh_depth,
+    read_scan,
+    read_scan_landmarks,
+    scan_stem,
+)
 from face3d_data.registration.surface import ClosestPoints
 
 
@@ -29,11 +35,11 @@ def _write_obj_with_seam(path, v, tri, with_unused=True):
     uv1 = v[:, :2] / v[:, :2].max()
     uv2 = uv1 * 0.5 + 0.5
     lines = ["mtllib face.mtl", "usemtl skin"]
-    lines += ["v %.6f %.6f %.6f" % tuple(p) for p in v]
+    lines += ["v {:.6f} {:.6f} {:.6f}".format(*tuple(p)) for p in v]
     if with_unused:
         lines.append("v 100 100 100")                          # referenced by no face: dropped
-    lines += ["vt %.6f %.6f" % tuple(t) for t in uv1]
-    lines += ["vt %.6f %.6f" % tuple(t) for t in uv2]
+    lines += ["vt {:.6f} {:.6f}".format(*tuple(t)) for t in uv1]
+    lines += ["vt {:.6f} {:.6f}".format(*tuple(t)) for t in uv2]
     for f in tri:
         right = v[f, 0].mean() > v[:, 0].mean()
         off = n if right else 0
@@ -75,8 +81,8 @@ def test_obj_vertex_colours_and_missing_texture(tmp_path):
     v, tri = _grid()
     col = np.linspace(0, 255, len(v) * 3).reshape(-1, 3)
     p = tmp_path / "c.obj"
-    p.write_text("".join("v %f %f %f %f %f %f\n" % (*a, *c) for a, c in zip(v, col))
-                 + "".join("f %d %d %d\n" % tuple(f + 1) for f in tri))
+    p.write_text("".join("v {:f} {:f} {:f} {:f} {:f} {:f}\n".format(*a, *c) for a, c in zip(v, col))
+                 + "".join("f {} {} {}\n".format(*(f + 1)) for f in tri))
     scan = read_scan(str(p))
     np.testing.assert_allclose(scan.colors, col / 255.0, atol=1e-6)
     q = tmp_path / "t.obj"
@@ -99,9 +105,9 @@ def test_ply_with_colours_round_trip(tmp_path, binary):
 
 def test_ply_big_endian_with_quads(tmp_path):
     v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [2, 0, 0]], np.float64)
-    header = ("ply\nformat binary_big_endian 1.0\nelement vertex 5\nproperty double x\nproperty double y\n"
-              "property double z\nproperty float red\nproperty float green\nproperty float blue\n"
-              "element face 2\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    header = (b"ply\nformat binary_big_endian 1.0\nelement vertex 5\nproperty double x\nproperty double y\n"
+              b"property double z\nproperty float red\nproperty float green\nproperty float blue\n"
+              b"element face 2\nproperty list uchar int vertex_indices\nend_header\n")
     vert = np.zeros(5, [("x", ">f8"), ("y", ">f8"), ("z", ">f8"), ("r", ">f4"), ("g", ">f4"), ("b", ">f4")])
     vert["x"], vert["y"], vert["z"] = v.T
     vert["r"] = 0.25
@@ -161,10 +167,10 @@ def test_landmark_files(tmp_path):
     pts = np.arange(68 * 3, dtype=float).reshape(68, 3)
     np.save(tmp_path / "a_landmarks.npy", pts)
     np.testing.assert_array_equal(read_scan_landmarks(str(tmp_path / "a_landmarks.npy")), pts)
-    (tmp_path / "b_landmarks.txt").write_text("# x y z\n" + "".join("%g, %g %g\n" % tuple(p) for p in pts[:51]))
+    (tmp_path / "b_landmarks.txt").write_text("# x y z\n" + "".join("{:g}, {:g} {:g}\n".format(*tuple(p)) for p in pts[:51]))
     np.testing.assert_allclose(read_scan_landmarks(str(tmp_path / "b_landmarks.txt")), pts[:51])
     # LJSON listing its groups in another order: read back in iBUG order
-    groups = [("mouth", range(48, 68)), ("jaw", range(0, 17)), ("nose", range(27, 36)),
+    groups = [("mouth", range(48, 68)), ("jaw", range(17)), ("nose", range(27, 36)),
               ("left_eyebrow", range(17, 22)), ("right_eyebrow", range(22, 27)),
               ("left_eye", range(36, 42)), ("right_eye", range(42, 48))]
     order = [i for _, r in groups for i in r]

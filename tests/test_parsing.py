@@ -27,10 +27,12 @@ from face3d_data.parsing import (
     CLASSES,
     N_CLASSES,
     PartLabeller,
+    face_box,
     label_map,
     landmark_vertex_classes,
     one_hot,
     points_in_polygon,
+    preview_tile,
     soft_label_map,
 )
 from face3d_data.render import rasterize
@@ -335,3 +337,20 @@ def test_readers_reject_bad_maps(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_label_map(tmp_path / "missing.png")
     assert load_npy  # the .npy reader used by read_class_maps is the library's
+
+
+def test_preview_tile_is_cropped_to_the_face(model):
+    face = _faces(model, 1, 20.0, seed=8)[0]
+    projected = _projected(model, face)
+    classes = PartLabeller(model).vertex_classes(model.vertices(face[0], face[1]))
+    labels = label_map(projected, model.triangles, classes, SIZE, SIZE)
+    x0, y0, x1, y1 = face_box(labels)
+    ys, xs = np.nonzero(labels)
+    assert x0 <= xs.min() and xs.max() < x1 and y0 <= ys.min() and ys.max() < y1
+    assert (labels[y0:y1, x0:x1] > 0).sum() == (labels > 0).sum()
+    image = np.full((SIZE, SIZE, 3), 40, np.uint8)
+    tile = preview_tile(image, labels, alpha=1.0, size=64)
+    assert tile.shape == (128, 128, 3) and tile.dtype == np.uint8
+    # the overlay (top right) shows class colours where the face is, the image elsewhere
+    assert (tile[:64, 64:] != 40).any() and (tile[:64, :64] == 40).all()
+    assert face_box(np.zeros((5, 7), np.uint8)) == (0, 0, 7, 5)

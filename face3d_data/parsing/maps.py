@@ -16,9 +16,10 @@ class's share of the ``s²`` samples: an anti-aliased map whose classes sum to 1
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from face3d_data.parsing.classes import COLORS, N_CLASSES
+from face3d_data.parsing.classes import CLASS_TABLE, COLORS, N_CLASSES
 from face3d_data.render import Raster, rasterize
 
 
@@ -103,3 +104,52 @@ def overlay(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5) -> np.nda
     covered = np.asarray(labels) > 0
     out[covered] = (1 - alpha) * out[covered] + alpha * color_map(labels)[covered]
     return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def face_box(labels: np.ndarray, margin: float = 0.15) -> tuple[int, int, int, int]:
+    """Square box ``(x0, y0, x1, y1)`` (exclusive ends) around the labelled pixels, ``margin`` of its
+    side added on each side and clipped to the map; the whole map when nothing is labelled."""
+    labels = np.asarray(labels)
+    h, w = labels.shape
+    ys, xs = np.nonzero(labels)
+    if not len(xs):
+        return 0, 0, w, h
+    cx, cy = (xs.min() + xs.max()) / 2, (ys.min() + ys.max()) / 2
+    half = (max(xs.max() - xs.min(), ys.max() - ys.min()) + 1) * (0.5 + margin)
+    x0, y0 = max(0, int(np.floor(cx - half))), max(0, int(np.floor(cy - half)))
+    return x0, y0, min(w, int(np.ceil(cx + half)) + 1), min(h, int(np.ceil(cy + half)) + 1)
+
+
+def legend(size: int) -> np.ndarray:
+    """(size, size, 3) uint8 white tile listing the classes (colour swatch + name), background omitted."""
+    tile = np.full((size, size, 3), 255, np.uint8)
+    rows = len(CLASS_TABLE) - 1
+    step = size / rows
+    scale = max(0.25, min(0.45, step / 30))
+    for i, (_, name, color) in enumerate(CLASS_TABLE[1:]):
+        y = int((i + 0.5) * step)
+        half = max(2, int(step * 0.3))
+        cv2.rectangle(tile, (4, y - half), (4 + 2 * half, y + half), tuple(int(c) for c in color), -1)
+        cv2.putText(tile, name.replace("_", " "), (8 + 2 * half, y + half), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    return tile
+
+
+def preview_tile(image: np.ndarray, labels: np.ndarray, alpha: float = 0.5, size: int = 192) -> np.ndarray:
+    """A 2×2 picture of one sample, cropped to the face: image | overlay, class colours | legend.
+
+    Returns (2·size, 2·size, 3) uint8.
+    """
+    x0, y0, x1, y1 = face_box(labels)
+    crop, lab = np.asarray(image)[y0:y1, x0:x1], np.asarray(labels)[y0:y1, x0:x1]
+    if crop.ndim == 2:
+        crop = np.repeat(crop[..., None], 3, axis=-1)
+
+    def fit(a, interpolation):
+        return cv2.resize(a, (size, size), interpolation=interpolation)
+
+    img = fit(crop, cv2.INTER_AREA)
+    lab = fit(lab, cv2.INTER_NEAREST)
+    top = np.concatenate([img, overlay(img, lab, alpha)], axis=1)
+    bottom = np.concatenate([color_map(lab), legend(size)], axis=1)
+    return np.concatenate([top, bottom], axis=0)

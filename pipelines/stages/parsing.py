@@ -134,8 +134,8 @@ class ParsingStage(Stage):
 
     def preview(self, record, cfg, ctx):
         from face3d_data.io.parsing import read_label_map
-        from face3d_data.parsing import color_map, overlay
+        from face3d_data.parsing import preview_tile
 
         image = read_image(record["inputs"]["image"])
         labels = read_label_map(ctx.path(record["key"] + PARSING_SUFFIXES["labels"]))
-        return np.concatenate([image, color_map(labels), overlay(image, labels, cfg.overlay_alpha)], axis=1)
+        return preview_tile(image, labels, cfg.overlay_alpha)

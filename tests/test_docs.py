@@ -134,3 +134,28 @@ def test_formats_references_resolve():
                 elif re.match(r"\s*§", line[m.end():]):
                     bad.append(f"{rel}:{number}: '{m.group(0)} §…' uses section numbers; link an anchor")
     assert not bad, "\n".join(bad)
+
+
+def _resolves(name: str) -> bool:
+    """Whether a dotted name is an importable module or an attribute of one."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            if not hasattr(obj, part):
+                return False
+            obj = getattr(obj, part)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("markdown", _markdown_files(), ids=lambda p: p.name)
+def test_quoted_library_names_exist(markdown):
+    """Every `face3d_data.…` / `pipelines.…` name quoted in the docs is a real module or attribute."""
+    text = markdown.read_text(encoding="utf-8")
+    names = sorted(set(re.findall(r"`((?:face3d_data|pipelines)(?:\.\w+)+)", text)))
+    missing = [n for n in names if not _resolves(n)]
+    assert not missing, f"{markdown.name} names what the code does not have: {missing}"

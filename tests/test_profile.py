@@ -309,6 +309,13 @@ def test_quality_record_and_mask():
 
 
 def test_fill_rule_constant_and_nearest():
+    from face3d_data.augment.profile import parse_fill
+
+    assert parse_fill(" Nearest ") == "nearest"
+    assert parse_fill("128") == (128.0, 128.0, 128.0) and parse_fill("1,2,3") == (1.0, 2.0, 3.0)
+    for bad in ("blue", "300", "1,2"):
+        with pytest.raises(ValueError):
+            parse_fill(bad)
     s = _sample()
     model = _model()
     pose, shape, exp = _params(s)

@@ -260,6 +260,21 @@ class ProfileOptions:
             raise ValueError("stretch_factor: expected > 1")
 
 
+def parse_fill(text) -> object:
+    """The text form of :attr:`ProfileOptions.fill`: ``"nearest"``, a grey level ``"0"``..``"255"``
+    or ``"R,G,B"`` -> ``"nearest"`` or an (r, g, b) tuple of floats. Raises ValueError."""
+    value = str(text).strip().lower()
+    if value == "nearest":
+        return value
+    try:
+        parts = [float(p) for p in value.split(",")]
+    except ValueError:
+        raise ValueError(f"fill: expected 'nearest', a grey level or 'R,G,B', got {text!r}") from None
+    if len(parts) not in (1, 3) or not all(0 <= p <= 255 for p in parts):
+        raise ValueError(f"fill: expected one or three values in 0..255, got {text!r}")
+    return tuple(parts * 3) if len(parts) == 1 else tuple(parts)
+
+
 class Profiler:
     """Face profiling with one model (build once, e.g. in a stage's ``setup``).
 
@@ -480,6 +495,7 @@ __all__ = [
     "Profiler",
     "SourceFace",
     "ViewQuality",
+    "parse_fill",
     "sweep_yaws",
     "target_angles",
     "turned_pose",

@@ -36,6 +36,7 @@ from face3d_data.augment.profile import (
     ProfileError,
     ProfileOptions,
     Profiler,
+    parse_fill,
     sweep_yaws,
     target_angles,
 )
@@ -87,20 +88,6 @@ class ProfileStageOptions(StageOptions):
     jpeg_quality: int
 
 
-def parse_fill(text: str):
-    """``fill``: ``nearest``, a grey level ``0..255`` or ``R,G,B``."""
-    value = str(text).strip().lower()
-    if value == "nearest":
-        return value
-    try:
-        parts = [float(p) for p in value.split(",")]
-    except ValueError:
-        raise ConfigError(f"fill: expected 'nearest', a grey level or 'R,G,B', got {text!r}") from None
-    if len(parts) not in (1, 3) or not all(0 <= p <= 255 for p in parts):
-        raise ConfigError(f"fill: expected one or three values in 0..255, got {text!r}")
-    return tuple(parts * 3) if len(parts) == 1 else tuple(parts)
-
-
 def profile_options(cfg) -> ProfileOptions:
     """The library options of a stage configuration (raises ConfigError on bad values)."""
     try:
@@ -126,7 +113,7 @@ def _join(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-class Profile300WLP(Stage):
+class Profile300WLPStage(Stage):
     name = "profile_300wlp"
     summary = "300W-LP-style face profiling: out-of-plane yaw sweeps of fitted photos, labels per view."
     Options = ProfileStageOptions

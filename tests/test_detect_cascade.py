@@ -149,3 +149,11 @@ def test_score_formula_and_degenerate_points():
     line = np.stack([np.arange(68.0), np.arange(68.0)], axis=1)  # collinear: no fit
     q = landmark_quality(line, (100, 100))
     assert q.score == 0.0 and np.isnan(q.error_px)
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3), (9, 9, 3), (5, 300, 3), (300, 5, 3), (60, 3000, 3)])
+def test_tiny_and_thin_images_find_nothing_without_crashing(shape):
+    # dlib's CNN raises on inputs under 10 px (and may corrupt the heap): never called on them
+    image = np.zeros(shape, np.uint8)
+    assert find_faces(image).boxes == ()
+    assert cnn_faces(image, upsample=1) == []

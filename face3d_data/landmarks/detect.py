@@ -155,6 +155,9 @@ def hog_faces(image_rgb: np.ndarray, *, upsample: int = 1, threshold: float = 0.
 # horizontal shift 0.02 ± 0.05 w, i.e. none).
 _CNN_SIDE = 0.95
 _CNN_SHIFT = (0.0, 0.11)
+#: shorter side (px, after upsampling) below which the CNN is not run: it finds faces of ~80 px
+#: and up, and its convolutions reject inputs under 10 px with an error that can corrupt memory
+_CNN_MIN_SIDE = 32
 
 
 def cnn_faces(image_rgb: np.ndarray, *, upsample: int = 0, threshold: float = 0.0,
@@ -179,6 +182,8 @@ def cnn_faces(image_rgb: np.ndarray, *, upsample: int = 0, threshold: float = 0.
     image = _check_image(image_rgb)
     _check_detector_args(upsample, max_side)
     small, factor = _downscaled(image, max_side)
+    if min(small.shape[:2]) * 2 ** int(upsample) < _CNN_MIN_SIDE:
+        return []  # no face fits; dlib's network fails (and can corrupt the heap) on such inputs
     found = dlib_models.cnn_face_detector()(small, int(upsample))
     boxes = []
     for d in found:

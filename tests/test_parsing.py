@@ -42,7 +42,7 @@ from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.registry import stage_class
 
 SIZE = 160
-EYES = {"right_eye": np.arange(36, 42), "left_eye": np.arange(42, 48)}
+EYES = {"left_eye": np.arange(36, 42), "right_eye": np.arange(42, 48)}
 MOUTH = np.arange(48, 60)
 LIPS = ("upper_lip", "lower_lip", "inner_mouth")
 
@@ -207,15 +207,15 @@ def test_stage_writes_class_table_and_counts(frontal):
     assert (out / "preview.png").is_file()
 
 
-def test_left_is_the_subjects_left(model):
-    """In a frontal image the subject's left eye is on the image's right."""
+def test_left_is_the_image_left(model):
+    """In a frontal image the left eye (iBUG 36-41, FIVE_POINT_NAMES' left_eye) is on the image's left."""
     face = _faces(model, 1, 0.0, seed=5)[0]
     projected = _projected(model, face)
     classes = PartLabeller(model).vertex_classes(model.vertices(face[0], face[1]))
     labels = label_map(projected, model.triangles, classes, SIZE, SIZE)
     x_left = np.nonzero(labels == CLASSES["left_eye"])[1].mean()
     x_right = np.nonzero(labels == CLASSES["right_eye"])[1].mean()
-    assert x_left > SIZE / 2 > x_right
+    assert x_left < SIZE / 2 < x_right
 
 
 def test_landmark_classes_work_without_regions(model):

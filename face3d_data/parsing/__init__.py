@@ -1,6 +1,6 @@
 """Face-part label maps (parsing maps) rendered from a morphable model's per-vertex classes.
 
-- :mod:`face3d_data.parsing.classes`  the class table (ids, names, colours; left = subject's left)
+- :mod:`face3d_data.parsing.classes`  the class table (ids, names, colours; left = image left)
 - :mod:`face3d_data.parsing.regions`  per-vertex classes: the model's regions, the 68 landmarks,
   or a per-vertex class file (:class:`PartLabeller`)
 - :mod:`face3d_data.parsing.maps`     hard, one-hot and soft (supersampled) maps by z-buffer,

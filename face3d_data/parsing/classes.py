@@ -1,9 +1,11 @@
 """The face-part class table of parsing maps: ids, names, preview colours.
 
 Class ids are stored as uint8 in label maps (``<name>_parsing.png``) and index the last axis of
-one-hot / soft maps. "Left" and "right" are the **subject's** left and right: in a frontal,
-unmirrored image the subject's left eye is on the image's right side (iBUG landmarks 42–47; its
-left brow is 22–26). A horizontal flip of an image therefore swaps classes 2↔3 and 4↔5
+one-hot / soft maps. "Left" and "right" are as seen in a frontal image (the viewer's left), the
+convention of the iBUG 68-point annotation and of the 5-point names of
+:data:`face3d_data.landmarks.align.FIVE_POINT_NAMES`: the left eye is landmarks 36–41 and the left
+brow 17–21, on the image's left side when the face looks at the camera (they are the subject's
+right eye and brow). A horizontal flip of an image therefore swaps classes 2↔3 and 4↔5
 (:data:`FLIP_PERMUTATION`).
 """
 

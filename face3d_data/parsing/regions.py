@@ -22,8 +22,9 @@ surface (z no further back than ``depth_margin`` inter-ocular distances behind t
 landmarks). Model space: x right, y up, z towards the viewer in the frontal pose. Polygons
 (iBUG 0-based landmark ids):
 
-- eyes: 36–41 (right eye), 42–47 (left eye);
-- brows: a band under each brow polyline (17–21 right, 22–26 left), reaching 40 % of the way
+- eyes: 36–41 (left eye), 42–47 (right eye) (left = image left, see
+  :mod:`face3d_data.parsing.classes`);
+- brows: a band under each brow polyline (17–21 left, 22–26 right), reaching 40 % of the way
   towards that eye's centre and 8 % the other way;
 - upper lip: outer 48–54 then inner 64–60; lower lip: outer 54–59, 48 then inner 60, 67–64;
   inner mouth: the inner lip polygon 60–67;
@@ -44,8 +45,9 @@ from face3d_data.parsing.classes import CLASSES, N_CLASSES
 
 SOURCES = ("model", "landmarks")
 
-_RIGHT_BROW, _LEFT_BROW = np.arange(17, 22), np.arange(22, 27)
-_RIGHT_EYE, _LEFT_EYE = np.arange(36, 42), np.arange(42, 48)
+# left / right as seen in the image (iBUG convention)
+_LEFT_BROW, _RIGHT_BROW = np.arange(17, 22), np.arange(22, 27)
+_LEFT_EYE, _RIGHT_EYE = np.arange(36, 42), np.arange(42, 48)
 _UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60])
 _LOWER_LIP = np.array([54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64])
 _INNER_MOUTH = np.arange(60, 68)
@@ -97,18 +99,18 @@ def part_polygons(landmarks_xy: np.ndarray) -> dict[str, np.ndarray]:
         raise ValueError(f"landmarks_xy: expected (68, 2), got {lm.shape}")
     return {
         "nose": _nose_polygon(lm),
-        "right_brow": _brow_band(lm[_RIGHT_BROW], lm[_RIGHT_EYE]),
         "left_brow": _brow_band(lm[_LEFT_BROW], lm[_LEFT_EYE]),
-        "right_eye": lm[_RIGHT_EYE],
+        "right_brow": _brow_band(lm[_RIGHT_BROW], lm[_RIGHT_EYE]),
         "left_eye": lm[_LEFT_EYE],
+        "right_eye": lm[_RIGHT_EYE],
         "upper_lip": lm[_UPPER_LIP],
         "lower_lip": lm[_LOWER_LIP],
         "inner_mouth": lm[_INNER_MOUTH],
     }
 
 
-_POLYGON_LANDMARKS = {"nose": np.r_[27, 31:36], "right_brow": _RIGHT_BROW, "left_brow": _LEFT_BROW,
-                      "right_eye": _RIGHT_EYE, "left_eye": _LEFT_EYE, "upper_lip": _UPPER_LIP,
+_POLYGON_LANDMARKS = {"nose": np.r_[27, 31:36], "left_brow": _LEFT_BROW, "right_brow": _RIGHT_BROW,
+                      "left_eye": _LEFT_EYE, "right_eye": _RIGHT_EYE, "upper_lip": _UPPER_LIP,
                       "lower_lip": _LOWER_LIP, "inner_mouth": _INNER_MOUTH}
 
 

@@ -5,7 +5,7 @@ its canonical frame (names: :mod:`face3d_data.io.parsing`):
 
 - ``<subset>/<name>_parsing.png``        (H, W) uint8 class ids (background 0, skin 1, left/right
   brow 2/3, left/right eye 4/5, nose 6, upper/lower lip 7/8, inner mouth 9, neck 10; left = the
-  subject's left);
+  image's left in a frontal view, as in the iBUG 68 points);
 - ``<subset>/<name>_parsing_color.png``  (H, W, 3) uint8 colour preview;
 - ``<subset>/<name>_parsing_onehot.npy`` (H, W, 11) uint8 (``onehot: true``);
 - ``<subset>/<name>_parsing_soft.npy``   (H, W, 11) float32 class shares from ``supersample``²
@@ -127,7 +127,7 @@ class ParsingStage(Stage):
     def finish(self, cfg, ctx, records):
         from face3d_data.parsing import class_table
 
-        table = {"classes": class_table(), "left_right": "the subject's left and right",
+        table = {"classes": class_table(), "left_right": "as seen in a frontal image (iBUG: left eye = landmarks 36-41)",
                  "source": cfg.classes, "model": cfg.model,
                  "frame": "canonical: 0-based, x right, y down; maps have the input image's size"}
         write_text(ctx.path("parsing_classes.json"), json.dumps(table, indent=2, sort_keys=True) + "\n")

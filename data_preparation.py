@@ -75,13 +75,17 @@ def prepare(folders: list[str], data_root: str, mode: str, cfg: dict, *, jobs: i
     for folder in folders:
         if not os.path.isdir(folder):
             raise ConfigError(f"--img_folder {folder}: not a folder")
-    cfg = dict(cfg, data_root=None, mode=mode)  # the datalists cover all folders: written below
+    min_quality = cfg["min_quality"]
+    # The datalists cover all folders and are written below, so the options that only shape them
+    # (data_root, mode, min_quality) are neutral in the stage runs: changing them rewrites the
+    # lists without redoing any image.
+    cfg = dict(cfg, data_root=None, mode="train", min_quality=0.0)
     summaries, rows = [], []
     for folder in folders:
         options = RunOptions(out=folder, jobs=jobs, backend=backend, overwrite=overwrite, quiet=quiet)
         summary = run_stage(DataPreparation, options, cfg=cfg)
         summaries.append(summary)
-        rows += datalist_rows(summary.out_dir, summary.records, cfg["min_quality"])
+        rows += datalist_rows(summary.out_dir, summary.records, min_quality)
     if cfg["deep3d_compat"]:
         return summaries, write_deep3d_datalists(mode, rows)
     return summaries, write_datalists(data_root, mode, rows)

@@ -270,10 +270,12 @@ def test_min_quality_filters_the_datalists(dataset):
     quality = _manifest(folder)["quality"].dropna()
     assert len(quality) == 5 and quality.min() > 0.5
     cut = float(quality.sort_values().iloc[2])  # keeps the 3 best
-    _run(root, "--min_quality", str(cut))
-    images = (root / "datalist" / "train" / "images.txt").read_text().split()
+    mtime = os.path.getmtime(folder / "landmarks" / "face.txt")
+    _run(root, "--min_quality", str(cut), "--mode", "val")
+    images = (root / "datalist" / "val" / "images.txt").read_text().split()
     assert sorted(images) == sorted(f"faces/{k}" for k in quality.index[quality >= cut])
     assert len(images) == 3
+    assert os.path.getmtime(folder / "landmarks" / "face.txt") == mtime  # only the lists changed
 
 
 def _deep3d_read(flist, data_root="./"):
@@ -367,7 +369,7 @@ def test_kill_9_then_resume_equals_a_clean_run(tmp_path):
     import sys
     import time
 
-    n = 12
+    n = 10
     _make_folder(tmp_path / "clean" / "faces", n)
     _make_folder(tmp_path / "killed" / "faces", n)
     args = ["--img_folder", "faces", "--jobs", "1", "--backend", "threading", "--quiet",

@@ -76,6 +76,8 @@ def prepare(folders: list[str], data_root: str, mode: str, cfg: dict, *, jobs: i
         if not os.path.isdir(folder):
             raise ConfigError(f"--img_folder {folder}: not a folder")
     min_quality = cfg["min_quality"]
+    if not 0.0 <= min_quality <= 1.0:
+        raise ConfigError(f"min_quality: expected a score in [0, 1], got {min_quality}")
     # The datalists cover all folders and are written below, so the options that only shape them
     # (data_root, mode, min_quality) are neutral in the stage runs: changing them rewrites the
     # lists without redoing any image.

@@ -81,7 +81,8 @@ def bench_stage(n_images: int, jobs: int) -> dict:
         summaries, _ = prepare([detect], tmp, "train", cfg, jobs=jobs, quiet=True)
         results["detector"] = (n_images / (time.perf_counter() - start), summaries[0].failed)
 
-        shutil.copytree(os.path.join(detect, "detections"), os.path.join(given, "detections"))
+        # our detected 5 points, given back as the input detections/ of a copy of the folder
+        shutil.copytree(os.path.join(detect, "detected"), os.path.join(given, "detections"))
         start = time.perf_counter()
         summaries, _ = prepare([given], tmp, "train", cfg, jobs=jobs, quiet=True)
         results["given detections"] = (n_images / (time.perf_counter() - start), summaries[0].failed)

@@ -21,6 +21,13 @@ def _gen_api():
     return module
 
 
+@pytest.fixture(scope="module")
+def generated():
+    """(generator module, the page it renders now)."""
+    gen = _gen_api()
+    return gen, gen.render()
+
+
 def slug(heading: str) -> str:
     """GitHub's anchor for a Markdown heading: lower case, punctuation dropped, spaces -> '-'."""
     text = re.sub(r"[`*]", "", heading.strip().lower())
@@ -66,7 +73,8 @@ def _links(markdown: Path):
 
 def _source_files():
     for path in ROOT.rglob("*"):
-        if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in path.relative_to(ROOT).parts):
+        parts = path.relative_to(ROOT).parts
+        if any(p in SKIP_DIRS or p.endswith(".egg-info") or p.startswith(".") for p in parts[:-1]):
             continue
         if path.is_file() and path.suffix in (".py", ".md", ".pyx", ".yaml", ".txt", ".toml", ".cfg"):
             yield path
@@ -78,19 +86,18 @@ def test_slug_follows_github_rules():
     assert slug("The `pt2d` and roi trap") == "the-pt2d-and-roi-trap"
 
 
-def test_api_page_is_generated_from_the_code():
-    expected = _gen_api().render()
+def test_api_page_is_generated_from_the_code(generated):
+    expected = generated[1]
     current = (DOCS / "api.md").read_text(encoding="utf-8")
     if current != expected:  # no diff dump: the page is regenerated, not edited
         pytest.fail("docs/api.md is stale: run python docs/gen_api.py", pytrace=False)
 
 
-def test_api_generator_covers_every_public_module():
-    gen = _gen_api()
+def test_api_generator_covers_every_public_module(generated):
+    gen, text = generated
     names = gen.public_modules()
     assert "face3d_data.coords" in names and "face3d_data.io.datalist" in names
     assert not [n for n in names if any(p.startswith("_") for p in n.split("."))]
-    text = gen.render()
     # a function of coords appears with its signature and the first line of its docstring
     assert "- `matlab_to_canonical(points, height)" in text
     assert "(1-based, y up) → canonical." in text

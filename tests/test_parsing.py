@@ -263,22 +263,30 @@ def _cli(*args):
                           text=True, timeout=120, check=False)
 
 
-def test_bad_model_is_exit_2(frontal, tmp_path):
+def test_bad_model_is_exit_2(frontal, tmp_path, capsys):
+    from pipelines.run import main
+
     data = str(frontal["root"] / "data")
     no_regions = tmp_path / "plain.npz"
     m = random_model(300, 3, 2, seed=0)
-    MorphableModel(m.mean, m.shape_basis, m.shape_std, m.exp_basis, m.exp_std, triangles=m.triangles,
-                   landmarks=m.landmarks).save(str(no_regions))   # triangles, no regions
+    MorphableModel(
+        m.mean, m.shape_basis, m.shape_std, m.exp_basis, m.exp_std, triangles=m.triangles, landmarks=m.landmarks
+    ).save(str(no_regions))  # triangles, no regions
     bad_classes = tmp_path / "short.txt"
     bad_classes.write_text("1\n2\n")
-    cases = [(["--model", str(tmp_path / "missing.npz")], "missing.npz"),
-             (["--model", str(no_regions)], "no region labels"),
+    # the real command line once (exit status, one line on stderr, no traceback) ...
+    result = _cli("--data-root", data, "--out", str(tmp_path / "o"), "--model", str(tmp_path / "missing.npz"))
+    assert result.returncode == 2, result.stderr
+    assert "missing.npz" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    # ... and the same entry point in-process for the other bad models
+    cases = [(["--model", str(no_regions)], "no region labels"),
              (["--set", f"classes={bad_classes}"], "2 class ids")]
     for args, message in cases:
-        result = _cli("--data-root", data, "--out", str(tmp_path / "o"), *args)
-        assert result.returncode == 2, (args, result.stderr)
-        assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
-        assert not (tmp_path / "o" / "SET").exists()
+        code = main(["parsing", "--data-root", data, "--out", str(tmp_path / "o"), "--quiet", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, (args, err)
+    assert not (tmp_path / "o" / "SET").exists()
 
 
 def test_points_in_polygon_against_known_shapes():

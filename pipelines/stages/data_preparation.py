@@ -444,7 +444,7 @@ def vis_picture(image: np.ndarray, mask: np.ndarray, boxes: list[FaceBox], taken
             label += f" {box.score:.2f}"
         label += f" q={score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        x0, y0 = max(p0[0], 0), max(p0[1] - th - base - 4, 0)
+        x0, y0 = max(min(p0[0], left.shape[1] - tw - 4), 0), max(p0[1] - th - base - 4, 0)
         cv2.rectangle(left, (x0, y0), (x0 + tw + 4, y0 + th + base + 4), (0, 0, 0), -1)
         cv2.putText(left, label, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font, _TAKEN, 1,
                     cv2.LINE_AA)

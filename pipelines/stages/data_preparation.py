@@ -273,45 +273,45 @@ class DataPreparation(Stage):
     writes_beside_inputs = True
     asset_options = ("quality_model", "fan_weights")
 
-    def check_config(self, cfg):
+    def check_config(self, cfg: DataPreparationOptions):
         for key in ("hog_upsample", "cnn_upsample", "vis_every"):
             if cfg[key] < 0:
                 raise ConfigError(f"{key}: expected >= 0, got {cfg[key]}")
         for key in ("hog_max_side", "cnn_max_side"):
             if cfg[key] is not None and cfg[key] < 32:
                 raise ConfigError(f"{key}: expected >= 32 or null, got {cfg[key]}")
-        if not 0.0 <= cfg["min_quality"] <= 1.0:
-            raise ConfigError(f"min_quality: expected a score in [0, 1], got {cfg['min_quality']}")
-        if cfg["deep3d_compat"] and cfg["faces"] == "all":
+        if not 0.0 <= cfg.min_quality <= 1.0:
+            raise ConfigError(f"min_quality: expected a score in [0, 1], got {cfg.min_quality}")
+        if cfg.deep3d_compat and cfg.faces == "all":
             raise ConfigError("faces all with deep3d_compat: Deep3DFaceRecon's trainer derives the "
                               "image from the mask name, so several faces of one image cannot be "
                               "listed; use faces largest")
-        if cfg["detector"] in ("cascade", "cnn"):
+        if cfg.detector in ("cascade", "cnn"):
             from face3d_data.landmarks.dlib_models import cnn_detector_path
 
             cnn_detector_path()
-        if cfg["landmarker"] == "fan":
+        if cfg.landmarker == "fan":
             from face3d_data.landmarks.fan import _import_face_alignment, check_weights_folder
 
-            check_weights_folder(cfg["fan_weights"])
+            check_weights_folder(cfg.fan_weights)
             _import_face_alignment()
         from face3d_data.morphable import load_model
 
         try:
-            load_model(cfg["quality_model"])
+            load_model(cfg.quality_model)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"quality_model {cfg['quality_model']}: {exc}") from None
+            raise ConfigError(f"quality_model {cfg.quality_model}: {exc}") from None
 
-    def setup(self, cfg):
+    def setup(self, cfg: DataPreparationOptions):
         from face3d_data.morphable import load_model
 
-        return load_model(cfg["quality_model"])
+        return load_model(cfg.quality_model)
 
-    def list_items(self, cfg, ctx):
+    def list_items(self, cfg: DataPreparationOptions, ctx):
         folder = ctx.out_dir
         legacy = detections_written_before(folder)
         names = list_images(folder)
-        clashes = stem_clashes(names, cfg["faces"])
+        clashes = stem_clashes(names, cfg.faces)
         items = []
         for name in names:
             inputs = {"image": os.path.join(folder, name)}
@@ -320,27 +320,27 @@ class DataPreparation(Stage):
             if os.path.isfile(det):
                 if det_name in legacy:
                     inputs["earlier_output"] = det  # never read: recorded so it stays known
-                elif cfg["use_detections"]:
+                elif cfg.use_detections:
                     inputs["detections"] = det
             for i, other in enumerate(clashes.get(name, [])):
                 inputs[f"clash_{i}"] = os.path.join(folder, other)
             items.append(Item(key=name, inputs=inputs))
         return items
 
-    def _faces(self, image, item, cfg):
+    def _faces(self, image, item, cfg: DataPreparationOptions):
         """(boxes largest first, detector name, detectors tried) of one image."""
         given = item.inputs.get("detections")
         if given:
             return [box_from_points5(_read_points5(given))], "given", ()
-        search = find_faces(image, cfg["detector"], hog_upsample=cfg["hog_upsample"],
-                            hog_threshold=cfg["hog_threshold"], hog_max_side=cfg["hog_max_side"],
-                            cnn_upsample=cfg["cnn_upsample"], cnn_threshold=cfg["cnn_threshold"],
-                            cnn_max_side=cfg["cnn_max_side"])
+        search = find_faces(image, cfg.detector, hog_upsample=cfg.hog_upsample,
+                            hog_threshold=cfg.hog_threshold, hog_max_side=cfg.hog_max_side,
+                            cnn_upsample=cfg.cnn_upsample, cnn_threshold=cfg.cnn_threshold,
+                            cnn_max_side=cfg.cnn_max_side)
         if not search.boxes:
             raise InputError(item.inputs["image"], "no face found by " + ", then by ".join(search.tried))
         return list(search.boxes), search.detector, search.tried
 
-    def process(self, item, cfg, ctx):
+    def process(self, item, cfg: DataPreparationOptions, ctx):
         image_path = item.inputs["image"]
         name = os.path.basename(image_path)
         stem = os.path.splitext(name)[0]
@@ -351,27 +351,27 @@ class DataPreparation(Stage):
         image = read_image(image_path)
         h, w = image.shape[:2]
         boxes, detector, tried = self._faces(image, item, cfg)
-        taken = boxes[:1] if cfg["faces"] == "largest" else boxes
+        taken = boxes[:1] if cfg.faces == "largest" else boxes
         model = ctx.resources
 
         outputs, faces, drawn = [], [], []
-        mask_name = output_names(name, cfg["deep3d_compat"])["mask"]
+        mask_name = output_names(name, cfg.deep3d_compat)["mask"]
         for index, box in enumerate(taken):
-            names = output_names(name, cfg["deep3d_compat"], face_name(stem, index, cfg["faces"]))
-            if cfg["deep3d_compat"]:
+            names = output_names(name, cfg.deep3d_compat, face_name(stem, index, cfg.faces))
+            if cfg.deep3d_compat:
                 check_deep3d_row(image_path, ctx.path(names["landmarks"]), ctx.path(mask_name))
             try:
-                lm68 = landmarks68(image, box, cfg["landmarker"], fan_weights=cfg["fan_weights"])
+                lm68 = landmarks68(image, box, cfg.landmarker, fan_weights=cfg.fan_weights)
             except ValueError as exc:
                 raise InputError(image_path, f"landmarks failed: {exc}") from None
             quality = landmark_quality(lm68, (h, w), model)
-            lm_out = canonical_to_deep3d(lm68, h) if cfg["deep3d_compat"] else lm68
+            lm_out = canonical_to_deep3d(lm68, h) if cfg.deep3d_compat else lm68
             write_landmarks_txt(ctx.path(names["landmarks"]), lm_out)
             outputs.append(names["landmarks"])
-            if detector != "given" and cfg["write_detections"]:
+            if detector != "given" and cfg.write_detections:
                 write_landmarks_txt(ctx.path(names["detected"]), five_from_68(lm68))
                 outputs.append(names["detected"])
-            faces.append({"name": face_name(stem, index, cfg["faces"]), "box": _box_dict(box),
+            faces.append({"name": face_name(stem, index, cfg.faces), "box": _box_dict(box),
                           "detector": detector, "detector_score": box.score,
                           "landmarks_file": names["landmarks"], "mask_file": mask_name,
                           **quality.as_dict()})
@@ -380,7 +380,7 @@ class DataPreparation(Stage):
         mask = skin_mask(image)
         write_image(ctx.path(mask_name), np.repeat(mask[:, :, None], 3, axis=2))
         outputs.append(mask_name)
-        if _is_vis_sample(name, cfg["vis_every"]):
+        if _is_vis_sample(name, cfg.vis_every):
             vis = output_names(name, False)["vis"]
             write_image(ctx.path(vis), vis_picture(image, mask, boxes, drawn, detector))
             outputs.append(vis)
@@ -394,13 +394,13 @@ class DataPreparation(Stage):
                 "ignored_detections": (output_names(name, False)["detections"]
                                        if "earlier_output" in item.inputs else "")}
 
-    def finish(self, cfg, ctx, records):
-        if cfg["data_root"]:
-            rows = datalist_rows(ctx.out_dir, records, cfg["min_quality"])
-            if cfg["deep3d_compat"]:
-                write_deep3d_datalists(cfg["mode"], rows)
+    def finish(self, cfg: DataPreparationOptions, ctx, records):
+        if cfg.data_root:
+            rows = datalist_rows(ctx.out_dir, records, cfg.min_quality)
+            if cfg.deep3d_compat:
+                write_deep3d_datalists(cfg.mode, rows)
             else:
-                write_datalists(cfg["data_root"], cfg["mode"], rows)
+                write_datalists(cfg.data_root, cfg.mode, rows)
 
 
 _TAKEN, _NOT_TAKEN = (40, 220, 40), (230, 60, 60)

@@ -81,5 +81,6 @@ setup(
         "ray": ["ray>=2.9"],
         "registration": ["cholespy>=2.0", "qdldl>=0.1.7", "libigl>=2.5"],
         "test": ["pytest>=7", "dask[distributed]>=2023.1"],
+        "train": ["tensorboard>=2.10"],
     },
 )

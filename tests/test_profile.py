@@ -308,6 +308,55 @@ def test_quality_record_and_mask():
     assert view.quality.landmark_visibility == pytest.approx(vis.mean())
 
 
+def test_nearest_fill_takes_the_nearest_unfilled_pixel():
+    from scipy import ndimage
+
+    from face3d_data.augment.profile import _fill_nearest
+
+    rng = np.random.default_rng(4)
+    h, w = 60, 90
+    yy, xx = np.mgrid[0:h, 0:w]
+    values = np.stack([xx, yy], -1).astype(np.float32)      # each pixel holds its own position
+    for case in range(4):
+        filled = np.zeros((h, w), bool)
+        if case == 0:
+            filled[:, :7] = True                            # a band along one edge
+        elif case == 1:
+            filled[10:30, 40:70] = True                     # an interior hole
+        else:
+            filled = rng.random((h, w)) < 0.3 * case
+        out = _fill_nearest(values, filled)
+        np.testing.assert_array_equal(out[~filled], values[~filled])
+        chosen = np.hypot(out[..., 0] - xx, out[..., 1] - yy)[filled]
+        best = ndimage.distance_transform_edt(filled)[filled]
+        np.testing.assert_allclose(chosen, best, atol=1e-5)
+        assert not filled[out[..., 1].astype(int), out[..., 0].astype(int)].any()
+
+
+def test_subset_visibility_equals_vertex_visibility():
+    from face3d_data.augment.profile import SubsetVisibility
+    from face3d_data.render import rasterize
+
+    model = _model()
+    rng = np.random.default_rng(2)
+    subset = np.concatenate([model.landmarks, rng.choice(model.n_vertices, 200, replace=False)])
+    vis = SubsetVisibility(model.triangles, subset)
+    s = _sample()
+    _, shape, exp = _params(s)
+    verts = model.vertices(shape, exp)
+    seen = 0
+    for yaw in (-85, -40, 0, 30, 70):
+        pose = np.array([rng.uniform(-0.3, 0.3), math.radians(yaw), rng.uniform(-0.3, 0.3),
+                         80, 80, 0, 4e-4])
+        proj = project(verts, pose, (SIZE, SIZE))
+        raster = rasterize(proj, model.triangles, SIZE, SIZE)
+        want = vertex_visibility(proj, model.triangles, SIZE, SIZE, raster=raster)[subset]
+        got = vis(proj, raster, SIZE, SIZE)
+        np.testing.assert_array_equal(got, want)
+        seen += int(want.sum())
+    assert 0 < seen < 5 * len(subset)
+
+
 def test_fill_rule_constant_and_nearest():
     from face3d_data.augment.profile import parse_fill
 

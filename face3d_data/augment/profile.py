@@ -53,7 +53,7 @@ from face3d_data.augment.profile_mesh import (
     build_image_mesh,
     face_vertex_mask,
 )
-from face3d_data.render import Raster, interpolate, rasterize, vertex_visibility
+from face3d_data.render import interpolate, rasterize
 from face3d_data.w300lp.pose import angles_to_matrix, check_pose_para, project
 
 #: Mask codes of a profiled view.
@@ -200,6 +200,22 @@ class ProfiledView:
     exp_para: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class RenderLayers:
+    """What every view of one source rasterises (see :meth:`ImageMesh.render_layers`).
+
+    Attributes:
+        primary / fallback: (P, 3) / (F, 3) int32 triangles; triangles: both, primary first.
+        area_src: (P + F,) float64 source-image areas; on_face: (P + F,) bool face triangles.
+    """
+
+    primary: np.ndarray
+    fallback: np.ndarray
+    triangles: np.ndarray
+    area_src: np.ndarray
+    on_face: np.ndarray
+
+
 @dataclass
 class SourceFace:
     """A source photo prepared for profiling (the mesh is built once and reused for every view).
@@ -223,6 +239,17 @@ class SourceFace:
     centre_model: np.ndarray
     seconds: float = 0.0
     anchor_solver: object = field(default=None, repr=False)
+    _layers: object = field(default=None, repr=False)
+
+    def layers(self) -> RenderLayers:
+        """The per-source triangle layers and source areas (built once)."""
+        if self._layers is None:
+            primary, fallback = self.mesh.render_layers()
+            tri = np.concatenate([primary, fallback])
+            self._layers = RenderLayers(primary=primary, fallback=fallback, triangles=tri,
+                                        area_src=_areas(self.mesh.points[:, :2], tri),
+                                        on_face=np.all(self.mesh.kind[tri] <= CONTOUR, axis=1))
+        return self._layers
 
 
 class ProfileError(ValueError):
@@ -294,7 +321,8 @@ class Profiler:
         self.landmarks = LandmarkRule(model)
         self.mirror = MirrorMap(model) if mirror else None
         tri = model.triangles
-        self._face_tri = tri[np.all(self.face[tri], axis=1)]
+        self._face_tri_mask = np.all(self.face[tri], axis=1)
+        self._landmark_visibility = SubsetVisibility(tri, model.landmarks)
 
     # ------------------------------------------------------------------------------ source
     def prepare(self, image: np.ndarray, pose_para, shape_para, exp_para) -> SourceFace:
@@ -379,38 +407,34 @@ class Profiler:
         pose = pose.astype(np.float32).astype(np.float64)     # what the .mat will hold
         mesh = source.mesh
         target = self.turn_points(source, rotation)
-        primary, fallback = mesh.render_layers()
-        tri = np.concatenate([primary, fallback])
-        raster = rasterize(target, primary, h, w)
-        if len(fallback) and not raster.mask.all():
-            back = rasterize(target, fallback, h, w)
+        layers = source.layers()
+        raster = rasterize(target, layers.primary, h, w)
+        if len(layers.fallback) and not raster.mask.all():
+            back = rasterize(target, layers.fallback, h, w)
             use = ~raster.mask & back.mask
-            raster = Raster(np.where(use, back.triangle_id + len(primary), raster.triangle_id),
-                            np.where(use[..., None], back.barycentric, raster.barycentric),
-                            np.where(use, back.depth, raster.depth))
-        src_xy = interpolate(mesh.points[:, :2], raster, tri)
+            raster.triangle_id[use] = back.triangle_id[use] + len(layers.primary)
+            raster.barycentric[use] = back.barycentric[use]
+            raster.depth[use] = back.depth[use]
+        src_xy = interpolate(mesh.points[:, :2], raster, layers.triangles)
         ids = raster.triangle_id
         covered = ids >= 0
         valid = covered & (src_xy[..., 0] >= -0.5) & (src_xy[..., 0] <= w - 0.5) \
             & (src_xy[..., 1] >= -0.5) & (src_xy[..., 1] <= h - 0.5)
         if not valid.any():
             raise ProfileError("no pixel of the view has a source pixel")
-        area_src = _areas(mesh.points[:, :2], tri)
-        area_tgt = _areas(target[:, :2], tri)
+        area_tgt = _areas(target[:, :2], layers.triangles)
         with np.errstate(divide="ignore", invalid="ignore"):
-            growth = np.where(area_src > 1e-12, area_tgt / area_src, np.inf)
-        face_tri = np.all(mesh.kind[tri] <= CONTOUR, axis=1)
+            grown = ~(area_tgt <= self.options.stretch_factor * layers.area_src)
         safe = np.maximum(ids, 0)
-        face_px = covered & face_tri[safe]
-        stretched = covered & (growth[safe] > self.options.stretch_factor)
+        face_px = covered & layers.on_face[safe]
+        stretched = covered & grown[safe]
         seconds["rasterise"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         filled = ~valid
         maps = src_xy
         if filled.any() and self.options.fill == "nearest":
-            _, (iy, ix) = ndimage.distance_transform_edt(filled, return_indices=True)
-            maps = src_xy[iy, ix]
+            maps = _fill_nearest(src_xy, filled)
         maps = np.ascontiguousarray(maps, np.float32)
         image = cv2.remap(source.image, maps[..., 0], maps[..., 1], cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
@@ -438,11 +462,10 @@ class Profiler:
         seen = source.mesh.visible.astype(np.float32)
         vis_map = interpolate(seen, raster, model.triangles)
         ids = raster.triangle_id
-        face_tri = np.all(self.face[model.triangles], axis=1)
-        face_new = (ids >= 0) & face_tri[np.maximum(ids, 0)]
+        face_new = (ids >= 0) & self._face_tri_mask[np.maximum(ids, 0)]
         n_face = int(face_new.sum())
         visible_fraction = float((vis_map[face_new] >= 0.5).mean()) if n_face else 0.0
-        lm_vis = vertex_visibility(proj, model.triangles, h, w, raster=raster)[model.landmarks]
+        lm_vis = self._landmark_visibility(proj, raster, h, w)
         n_px = int(face_px.sum())
         return ViewQuality(visible_fraction=visible_fraction,
                            stretched_fraction=float((stretched & face_px).sum() / n_px) if n_px else 1.0,
@@ -474,6 +497,86 @@ class Profiler:
                             shape_para=shape_m, exp_para=exp_m)
 
 
+class SubsetVisibility:
+    """:func:`face3d_data.render.vertex_visibility` for a few vertices of a mesh (same rule, same
+    result), without computing every vertex's normal: only the triangles around ``vertices``.
+
+    Args:
+        triangles: (M, 3) the mesh; vertices: (K,) the vertices to test (e.g. the 68 landmarks).
+    """
+
+    def __init__(self, triangles: np.ndarray, vertices: np.ndarray):
+        tri = np.asarray(triangles, np.int64)
+        self.vertices = np.asarray(vertices, np.int64)
+        slot = np.full(int(max(tri.max(), self.vertices.max())) + 1, -1, np.int64)
+        slot[self.vertices] = np.arange(len(self.vertices))
+        self._n_tri = len(tri)
+        self._incident = np.nonzero((slot[tri] >= 0).any(axis=1))[0]   # original order kept
+        self._tri = tri[self._incident]
+        self._slots = slot[self._tri]                                    # (m, 3), -1 elsewhere
+
+    def __call__(self, projected: np.ndarray, raster, height: int, width: int,
+                 tolerance: float = 1.0) -> np.ndarray:
+        """(K,) bool visibility of the vertices; ``raster`` is the mesh's :func:`rasterize`."""
+        v = np.asarray(projected, np.float32)
+        flip = np.array([1, -1, 1], np.float32)
+        vf = (v * flip).astype(np.float64)
+        t = self._tri
+        face = np.cross(vf[t[:, 1]] - vf[t[:, 0]], vf[t[:, 2]] - vf[t[:, 0]])
+        face[~np.all(np.isfinite(face), axis=1)] = 0
+        k_n = len(self.vertices)
+        normals = np.zeros((k_n + 1, 3))
+        for k in range(3):
+            np.add.at(normals, np.where(self._slots[:, k] >= 0, self._slots[:, k], k_n), face)
+        normals = normals[:k_n]
+        length = np.linalg.norm(normals, axis=1, keepdims=True)
+        n = ((normals / np.where(length > 0, length, 1)).astype(np.float32) * flip).astype(np.float64)
+        won = np.zeros(self._n_tri, bool)
+        won[raster.triangle_id[raster.mask]] = True
+        drawn = np.zeros(k_n, bool)
+        hit = won[self._incident]
+        for k in range(3):
+            sel = hit & (self._slots[:, k] >= 0)
+            drawn[self._slots[sel, k]] = True
+        x, y, z = (v[self.vertices, c].astype(np.float64) for c in range(3))
+        ok = np.isfinite(v[self.vertices]).all(1) & (x > -0.5) & (x < width - 0.5) \
+            & (y > -0.5) & (y < height - 0.5) & (n[:, 2] >= 0)
+        visible = np.zeros(k_n, bool)
+        if not ok.any():
+            return visible
+        xs, ys, zs, nn = x[ok], y[ok], z[ok], n[ok]
+        x0 = np.clip(np.floor(xs), 0, width - 1).astype(int)
+        y0 = np.clip(np.floor(ys), 0, height - 1).astype(int)
+        x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
+        d = np.where(raster.mask, raster.depth, np.inf)
+        nearest = np.minimum.reduce([d[y0, x0], d[y0, x1], d[y1, x0], d[y1, x1]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            slope = np.minimum(np.hypot(nn[:, 0], nn[:, 1]) / np.abs(nn[:, 2]), 100.0)
+        slope = np.where(np.isfinite(slope), slope, 100.0)
+        visible[ok] = (zs >= nearest - tolerance - 1.5 * slope) | drawn[ok]
+        return visible
+
+
+def _fill_nearest(values: np.ndarray, filled: np.ndarray) -> np.ndarray:
+    """A copy of ``values`` (H, W, C) where each ``filled`` pixel takes the value of its nearest
+    (Euclidean) pixel that is not filled.
+
+    The nearest unfilled pixel always lies in the filled pixels' bounding box grown by one pixel
+    (a pixel further out has an unfilled neighbour that is closer), so the distance transform
+    runs on that box only.
+    """
+    ys, xs = np.nonzero(filled)
+    h, w = filled.shape
+    y0, y1 = max(int(ys.min()) - 1, 0), min(int(ys.max()) + 2, h)
+    x0, x1 = max(int(xs.min()) - 1, 0), min(int(xs.max()) + 2, w)
+    sub = filled[y0:y1, x0:x1]
+    _, (iy, ix) = ndimage.distance_transform_edt(sub, return_indices=True)
+    out = np.array(values, copy=True)
+    box = values[y0:y1, x0:x1]
+    out[y0:y1, x0:x1][sub] = box[iy[sub], ix[sub]]
+    return out
+
+
 def _areas(xy: np.ndarray, tri: np.ndarray) -> np.ndarray:
     a = xy[tri[:, 1]] - xy[tri[:, 0]]
     b = xy[tri[:, 2]] - xy[tri[:, 0]]
@@ -494,6 +597,7 @@ __all__ = [
     "ProfiledView",
     "Profiler",
     "SourceFace",
+    "SubsetVisibility",
     "ViewQuality",
     "parse_fill",
     "sweep_yaws",

@@ -39,7 +39,11 @@ from face3d_data.registration.regions import (
     vertex_stiffness,
     vertex_weights,
 )
-from face3d_data.registration.surface import orient_outward, vertex_normals
+from face3d_data.registration.surface import (
+    orient_outward,
+    unique_edges,
+    vertex_normals,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +57,7 @@ class RegistrationOptions:
     solver: str = "auto"
     closest: str = "auto"
     use_jaw_landmarks: bool = False
+    active_ring: int = 3
     valid_distance_mm: float = 3.0
     confidence_sigma_mm: float = 1.0
     thresholds: qa_mod.Thresholds = dataclasses.field(default_factory=qa_mod.Thresholds)
@@ -69,6 +74,26 @@ class Template:
     weights: np.ndarray         # (N,) training weight per class
     stiffness: np.ndarray       # (N,) NICP stiffness multiplier
     mm_per_unit: float
+
+    def active_region(self, ring: int) -> np.ndarray:
+        """(N,) bool: the face (cheeks + features) grown by ``ring`` edge rings; all vertices if ``ring < 0``."""
+        if ring < 0:
+            return np.ones(len(self.classes), bool)
+        active = self.classes >= 1
+        edges = unique_edges(self.triangles)
+        for _ in range(int(ring)):
+            grow = active.copy()
+            grow[edges[active[edges[:, 0]], 1]] = True
+            grow[edges[active[edges[:, 1]], 0]] = True
+            active = grow
+        return active
+
+    def submesh(self, active: np.ndarray):
+        """(triangles of the active vertices reindexed, (N,) index of each vertex in the submesh or -1)."""
+        index = -np.ones(len(active), np.int64)
+        index[active] = np.arange(int(active.sum()))
+        keep = np.all(active[self.triangles], axis=1)
+        return index[self.triangles[keep]].astype(np.int32), index
 
     @classmethod
     def from_model(cls, model) -> Template:
@@ -100,6 +125,30 @@ class Registration:
     unit: str
     qa: dict
     status: str
+
+
+def harmonic_extension(triangles, known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Values at the unknown vertices that make them the average of their neighbours (uniform
+    graph Laplacian, Dirichlet data ``values`` at the ``known`` vertices): a smooth continuation.
+
+    Args:
+        triangles: (M, 3); known: (N,) bool; values: (K, C) at the known vertices, in order.
+    Returns:
+        (N - K, C) at the unknown vertices, in order (a tiny ridge gives 0 where nothing is known).
+    """
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import splu
+
+    n = len(known)
+    e = unique_edges(triangles)
+    adj = sp.coo_matrix((np.ones(2 * len(e)), (np.r_[e[:, 0], e[:, 1]], np.r_[e[:, 1], e[:, 0]])),
+                        shape=(n, n)).tocsr()
+    lap = (sp.diags(np.asarray(adj.sum(axis=1)).ravel()) - adj).tocsr()
+    unk = np.flatnonzero(~known)
+    kn = np.flatnonzero(known)
+    a = lap[unk][:, unk].tocsc() + sp.identity(len(unk), format="csc") * 1e-9
+    b = -(lap[unk][:, kn] @ np.asarray(values, np.float64))
+    return splu(a).solve(b)
 
 
 def _sample_colors(scan_colors, scan_uv, texture, scan_tri, tri, bary):
@@ -204,21 +253,30 @@ def register_scan(template: Template, scan_vertices, scan_triangles, landmark_po
     else:
         start = norm(init_mm)
     t_fit = time.perf_counter() - t_fit
-    # stage C: NICP
+    # stage C: NICP on the active region, the rest follows by harmonic extension of the displacement
     sched = options.schedule
-    res = nicp(start, tri, target, schedule=sched, stiffness=template.stiffness, landmark_vertices=lm_v,
-               landmark_targets=norm(lm_t), backend=options.solver)
+    active = template.active_region(options.active_ring)
+    sub_tri, sub_of = template.submesh(active)
+    lm_keep = active[lm_v]
+    res = nicp(start[active], sub_tri, target, schedule=sched, stiffness=template.stiffness[active],
+               landmark_vertices=sub_of[lm_v[lm_keep]], landmark_targets=norm(lm_t)[lm_keep],
+               backend=options.solver)
+    registered = start.copy()
+    registered[active] = res.vertices
+    if not np.all(active):
+        registered[~active] = start[~active] + harmonic_extension(
+            tri, active, res.vertices - start[active])
     # final correspondences and per-vertex outputs
-    final = find_correspondences(target, res.vertices, vertex_normals(res.vertices, tri),
+    final = find_correspondences(target, registered, vertex_normals(registered, tri),
                                  options.valid_distance_mm / D, sched.min_cos)
     valid = final.weight > 0
     dist_mm = (final.distance * D).astype(np.float32)
     conf = (valid * np.exp(-dist_mm.astype(np.float64) ** 2 / (2 * options.confidence_sigma_mm ** 2))).astype(np.float32)
     weight = (template.weights * conf).astype(np.float32)
-    reg_mm = res.vertices * D + c0
+    reg_mm = registered * D + c0
     s_mm, t_mm = s_n * D, t_n * D + c0              # model -> scan mm
     vertices_model = invert_similarity(reg_mm, s_mm, R, t_mm)
-    _, ctri, cbary, _ = target.closest.query(res.vertices)
+    _, ctri, cbary, _ = target.closest.query(registered)
     colors = _sample_colors(scan_colors, scan_uv, texture, st, ctri, cbary)
     # QA
     record = qa_mod.qa_record(
@@ -229,6 +287,7 @@ def register_scan(template: Template, scan_vertices, scan_triangles, landmark_po
     record["unit"] = unit
     record["solver"] = res.solver
     record["iterations"] = res.iterations
+    record["nicp_vertices"] = int(active.sum())
     record["timing_s"] = {"total": time.perf_counter() - t_start, "fit": t_fit,
                           "nicp_factor_solve": res.factor_time, "nicp_closest": res.query_time}
     record["nicp_log"] = res.log

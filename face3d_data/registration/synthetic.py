@@ -156,3 +156,68 @@ def make_synthetic_scan(model, seed: int = 0, *, unit: str = "m", noise_mm: floa
                          landmarks=move(lm_noisy), truth=move(truth_mm), on_scan=on_scan, in_hole=in_hole,
                          unit=unit, mm_per_unit=UNIT_MM[unit], similarity=(1.0, R, t_mm),
                          shape_para=shape, exp_para=exp, bump_mm=bump)
+
+
+def subdivided_model(model, levels: int = 1):
+    """``model`` with each triangle split into 4 (``levels`` times): a denser template with the same shape space.
+
+    New vertices sit at edge midpoints; their mean, bases, texture and UVs are the endpoints' averages,
+    their region the lower code of the two (so features do not grow). Landmarks and contour lines keep
+    their vertices (original vertices keep their indices). Used to benchmark BFM-sized (~53k) templates.
+    """
+    from face3d_data.morphable import MorphableModel
+    from face3d_data.registration.surface import unique_edges
+
+    m = model
+    for _ in range(int(levels)):
+        n = m.n_vertices
+        parts = [m.mean, m.shape_basis.reshape(n, -1), m.exp_basis.reshape(n, -1)]
+        if m.tex_mean is not None:
+            parts += [m.tex_mean, m.tex_basis.reshape(n, -1)]
+        if m.uv is not None:
+            parts.append(m.uv)
+        widths = [p.shape[1] for p in parts]
+        attrs = np.concatenate([np.asarray(p, np.float64) for p in parts], 1)
+        _, tri, new = subdivide(m.mean, m.triangles, attrs)
+        cols = np.split(new, np.cumsum(widths)[:-1], axis=1)
+        nn = len(new)
+        edges = unique_edges(m.triangles)
+        regions = None
+        if m.regions is not None:
+            regions = np.concatenate([m.regions, np.minimum(m.regions[edges[:, 0]], m.regions[edges[:, 1]])])
+        k = iter(cols)
+        mean, sb, eb = next(k), next(k), next(k)
+        kw = {}
+        if m.tex_mean is not None:
+            kw.update(tex_mean=next(k), tex_basis=next(k).reshape(nn, 3, -1), tex_std=m.tex_std)
+        if m.uv is not None:
+            kw["uv"] = next(k)
+        m = MorphableModel(mean, sb.reshape(nn, 3, -1), m.shape_std, eb.reshape(nn, 3, -1), m.exp_std,
+                           triangles=tri, landmarks=m.landmarks, regions=regions, contour_lines=m.contour_lines,
+                           convention=m.convention, name=f"{m.name} (subdivided)", **kw)
+    return m
+
+
+def write_synthetic_scans(folder: str, count: int = 1, model=None, seed: int = 0, unit: str = "mm") -> list[str]:
+    """Write ``count`` synthetic scans as ``<folder>/synthetic_<i>.ply`` (vertex colours) with
+    ``synthetic_<i>_landmarks.npy`` (68 iBUG points) beside them: an input folder for ``register_scans``.
+
+    Existing files are kept (so a rerun resumes). Returns the scan paths.
+    """
+    import os
+
+    from face3d_data.io import save_npy, write_mesh
+
+    if model is None:
+        from face3d_data.morphable import load_model
+
+        model = load_model("builtin")
+    paths = []
+    for i in range(int(count)):
+        stem = os.path.join(folder, f"synthetic_{i:03d}")
+        if not (os.path.exists(stem + ".ply") and os.path.exists(stem + "_landmarks.npy")):
+            scan = make_synthetic_scan(model, seed=seed + i, unit=unit)
+            write_mesh(stem + ".ply", scan.vertices, scan.triangles, colors=scan.colors)
+            save_npy(stem + "_landmarks.npy", scan.landmarks)
+        paths.append(stem + ".ply")
+    return paths

@@ -60,6 +60,7 @@ class RegisterScansOptions(StageOptions):
     max_inner: int
     min_normal_cos: float
     valid_distance_mm: float
+    active_ring: int
     use_jaw_landmarks: bool
     solver: str
     closest: str
@@ -90,6 +91,7 @@ def registration_options(cfg):
                               caps=tuple(cfg.distance_caps), max_inner=cfg.max_inner,
                               min_cos=cfg.min_normal_cos),
         solver=cfg.solver, closest=cfg.closest, use_jaw_landmarks=cfg.use_jaw_landmarks,
+        active_ring=cfg.active_ring,
         valid_distance_mm=cfg.valid_distance_mm,
         thresholds=Thresholds(cfg.max_inner_landmark_mm, cfg.min_features_valid, cfg.max_features_flipped,
                               cfg.max_now_median_mm))

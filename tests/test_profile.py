@@ -154,6 +154,10 @@ def test_turned_pose_keeps_the_centre_and_composes_rotations():
 
 # ---------------------------------------------------------------------------------- meshing
 def test_harmonic_fill_solves_the_offset_least_squares():
+    from face3d_data.augment.profile_mesh import mesh_edges
+
+    np.testing.assert_array_equal(mesh_edges(np.array([[0, 1, 2], [2, 1, 3]])),
+                                  [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]])
     # a path 0-1-2-3 with the ends fixed: the unknowns are where the edge offsets agree best
     edges = np.array([[0, 1], [1, 2], [2, 3]])
     v = np.array([0.0, 99, 99, 10.0])

@@ -175,9 +175,13 @@ def _border_box(h: int, w: int, margin: float, per_side: int) -> np.ndarray:
 def mesh_edges(triangles: np.ndarray) -> np.ndarray:
     """(E, 2) int64 unique undirected edges of (T, 3) triangles (smaller index first)."""
     t = np.asarray(triangles, np.int64)
+    if t.size == 0:
+        return np.zeros((0, 2), np.int64)
     e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
     e.sort(axis=1)
-    return np.unique(e, axis=0)
+    m = int(t.max()) + 1
+    key = np.unique(e[:, 0] * m + e[:, 1])     # one int64 per edge: sorted like (i, j) rows
+    return np.stack([key // m, key % m], axis=1)
 
 
 class EdgeLeastSquares:

@@ -71,3 +71,29 @@ def test_register_scans_bad_options(scans, tmp_path):
         _run(tmp_path / "y", scans=scans["root"], landmark_format=str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError):
         _run(tmp_path / "z", scans=scans["root"], stiffness="50,20", landmark_weights="1")
+
+
+def test_scan_chain_register_augment_evaluate(tmp_path):
+    """What the demo runs: synthetic scans -> register_scans -> augment_views and evaluate_meshes."""
+    from face3d_data.registration.synthetic import write_synthetic_scans
+
+    scans = tmp_path / "scans"
+    paths = write_synthetic_scans(str(scans), count=1)
+    assert len(paths) == 1 and (scans / "synthetic_000_landmarks.npy").exists()
+    reg = tmp_path / "registered"
+    s1 = _run(reg, scans=str(scans), **FAST, max_now_median_mm=5.0)
+    assert s1.failed == 0
+    qa = json.loads((reg / "synthetic_000" / "qa.json").read_text())
+    assert qa["status"] == "ok", qa["reasons"]
+    cfg = build_config("augment_views", explicit={"registered": str(reg), "yaws": "0:60:30", "pitches": "0",
+                                                  "size": 96})
+    s2 = run_stage(stage_class("augment_views"), RunOptions(out=str(tmp_path / "views"), jobs=1, quiet=True,
+                                                            backend="threading"), cfg=cfg)
+    assert s2.failed == 0 and len(list((tmp_path / "views" / "synthetic_000").glob("*.mat"))) == 3
+    cfg = build_config("evaluate_meshes", explicit={"pred": str(reg), "scans": str(scans)})
+    s3 = run_stage(stage_class("evaluate_meshes"), RunOptions(out=str(tmp_path / "eval"), jobs=1, quiet=True,
+                                                              backend="threading"), cfg=cfg)
+    assert s3.failed == 0
+    result = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    # the registration scored against its own scan: about the QA's NoW-crop figure
+    assert abs(result["median_mm"] - qa["now_crop"]["median_mm"]) < 0.2

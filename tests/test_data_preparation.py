@@ -207,8 +207,16 @@ def test_cascade_falls_back_to_the_cnn_and_records_the_detector(tmp_path):
     folder.mkdir()
     write_image(folder / "face.png", FACE)
     write_image(folder / "tilted.png", _tilted_blurred())
+    roll = cv2.getRotationMatrix2D((150.0, 150.0), 55.0, 1.0)
+    write_image(folder / "rolled.png", cv2.warpAffine(FACE, roll, (300, 300), borderMode=cv2.BORDER_REPLICATE))
     assert _run(tmp_path, "--set", "vis_every=1") == 0
     manifest = _manifest(folder)
+    # rolled 55°: found by the CNN, given a roll, and its landmarks follow the face's
+    assert manifest.loc["rolled.png", "detector"] == "cnn"
+    assert json.loads(manifest.loc["rolled.png", "faces"])[0]["roll_deg"] > 10
+    expected = read_landmarks(folder / "landmarks" / "face.txt") @ roll[:, :2].T + roll[:, 2]
+    # (without the roll search: ~30 px off)
+    assert np.linalg.norm(read_landmarks(folder / "landmarks" / "rolled.txt") - expected, axis=1).mean() < 5.0
     assert manifest.loc["face.png", "detector"] == "hog"
     assert manifest.loc["tilted.png", "detector"] == "cnn"
     assert manifest.loc["tilted.png", "detectors_tried"].startswith("hog(") and "cnn(" in \
@@ -218,7 +226,7 @@ def test_cascade_falls_back_to_the_cnn_and_records_the_detector(tmp_path):
     # HOG alone misses it: one failures row naming HOG only
     assert _run(tmp_path, "--detector", "hog", "--overwrite") == 3
     failures = pd.read_csv(folder / "failures.csv").set_index("key")
-    assert list(failures.index) == ["tilted.png"]
+    assert list(failures.index) == ["rolled.png", "tilted.png"]
     assert "hog(" in failures.loc["tilted.png", "message"] and "cnn" not in failures.loc["tilted.png", "message"]
 
 

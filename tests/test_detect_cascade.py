@@ -157,3 +157,31 @@ def test_tiny_and_thin_images_find_nothing_without_crashing(shape):
     image = np.zeros(shape, np.uint8)
     assert find_faces(image).boxes == ()
     assert cnn_faces(image, upsample=1) == []
+
+
+@pytest.mark.parametrize("angle", [50.0, -75.0])
+def test_roll_search_gives_the_predictor_an_upright_face(angle, upright):
+    """Rolled past ~40°, dlib's predictor returns an upright face shape 25-50 px off; the CNN
+    box turned to the roll at which HOG sees the face fixes that."""
+    m = _rotation(angle)
+    image = cv2.warpAffine(FACE, m, (300, 300), borderMode=cv2.BORDER_REPLICATE)
+    expected = upright[1] @ m[:, :2].T + m[:, 2]
+    plain = cnn_faces(image)[0]
+    assert plain.roll == 0.0
+    assert np.linalg.norm(landmarks68(image, plain) - expected, axis=1).mean() > 15  # the failure
+    search = find_faces(image)
+    assert search.detector == "cnn"
+    box = search.boxes[0]
+    assert abs(box.roll - angle) <= 40  # HOG itself tolerates a residual roll of ~35°
+    lm = landmarks68(image, box)
+    assert np.linalg.norm(lm - expected, axis=1).mean() < 3.0
+
+
+def test_box_corners_turn_with_the_roll():
+    from face3d_data.landmarks import FaceBox
+
+    box = FaceBox(0.0, 0.0, 10.0, 10.0, roll=90.0)
+    # a quarter turn counter-clockwise on screen: the upright face's top-left goes bottom-left
+    np.testing.assert_allclose(box.corners()[0], [0.0, 10.0], atol=1e-9)
+    np.testing.assert_allclose(FaceBox(0.0, 0.0, 10.0, 10.0).corners(),
+                               [[0, 0], [10, 0], [10, 10], [0, 10]])

@@ -13,8 +13,16 @@ import cv2
 import numpy as np
 
 __all__ = [
-    "FIVE_POINT_NAMES", "ARCFACE_TEMPLATE_112", "five_from_68", "standard_landmarks_3d5", "pos_fit",
-    "AlignTransform", "align_transform", "align_img", "similarity_fit", "arcface_transform",
+    "ARCFACE_TEMPLATE_112",
+    "FIVE_POINT_NAMES",
+    "AlignTransform",
+    "align_img",
+    "align_transform",
+    "arcface_transform",
+    "five_from_68",
+    "pos_fit",
+    "similarity_fit",
+    "standard_landmarks_3d5",
 ]
 
 FIVE_POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")

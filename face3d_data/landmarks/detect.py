@@ -33,6 +33,8 @@ __all__ = [
     "hog_faces",
     "landmarks5",
     "landmarks68",
+    "roll_search",
+    "upright_view",
 ]
 
 METHODS = ("dlib", "fan")
@@ -51,6 +53,10 @@ class FaceBox:
     ``score`` is the detector's confidence (dlib HOG: SVM margin, 0 = its default threshold;
     dlib CNN: MMOD confidence, 0 = its default threshold; ``nan`` for a box derived from given
     points). ``detector`` names its source: ``"hog"``, ``"cnn"`` or ``""`` (derived from points).
+    ``roll`` (degrees) is the face's in-plane rotation, counter-clockwise as the image is shown
+    (x right, y down): the box is axis-aligned in the image turned by ``-roll`` about the box
+    centre, where the face is upright. 0 for the detectors' own boxes; set by the CNN roll search
+    (:func:`cnn_faces`).
     """
 
     left: float
@@ -59,6 +65,7 @@ class FaceBox:
     bottom: float
     score: float = float("nan")
     detector: str = ""
+    roll: float = 0.0
 
     @property
     def width(self) -> float:
@@ -80,6 +87,45 @@ class FaceBox:
         import dlib
 
         return dlib.rectangle(round(self.left), round(self.top), round(self.right), round(self.bottom))
+
+    def corners(self) -> np.ndarray:
+        """(4, 2) corners (top-left, top-right, bottom-right, bottom-left of the upright face),
+        canonical frame, turned by ``roll`` about the centre."""
+        cx, cy = self.centre
+        local = np.array([[self.left, self.top], [self.right, self.top], [self.right, self.bottom],
+                          [self.left, self.bottom]]) - [cx, cy]
+        a = np.radians(self.roll)
+        # counter-clockwise on screen (y down): x' = x cos + y sin, y' = -x sin + y cos
+        rot = np.array([[np.cos(a), np.sin(a)], [-np.sin(a), np.cos(a)]])
+        return local @ rot.T + [cx, cy]
+
+
+def upright_view(image: np.ndarray, box: FaceBox, side: float | None = None,
+                 margin: float = 1.2) -> tuple[np.ndarray, FaceBox, np.ndarray]:
+    """A square crop around ``box`` with its roll undone, so the face is upright in it.
+
+    Args:
+        image: (H, W, 3) uint8.
+        box: the face (its ``roll`` is undone).
+        side: the box side (px) in the crop; None keeps the image's scale.
+        margin: half the crop's side, in box sides.
+    Returns:
+        (crop (S, S, 3) uint8, the box in the crop (roll 0), (2, 3) affine mapping crop
+        coordinates back to the image), canonical frame (pixel centres: bilinear warp of centres).
+    """
+    import cv2
+
+    cx, cy = box.centre
+    size = max(box.width, box.height)
+    scale = 1.0 if side is None else side / size
+    half = max(8, round(margin * size * scale))
+    m = cv2.getRotationMatrix2D((float(cx), float(cy)), -float(box.roll), scale)
+    m[:, 2] += [half - cx, half - cy]
+    crop = cv2.warpAffine(image, m, (2 * half, 2 * half), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    hw, hh = (box.width - 1) * scale / 2.0, (box.height - 1) * scale / 2.0
+    inner = FaceBox(half - hw, half - hh, half + hw, half + hh, box.score, box.detector)
+    return crop, inner, cv2.invertAffineTransform(m)
 
 
 def _check_image(image_rgb) -> np.ndarray:
@@ -160,8 +206,53 @@ _CNN_SHIFT = (0.0, 0.11)
 _CNN_MIN_SIDE = 32
 
 
+#: rolls (degrees) tried by the CNN roll search, and the face size (px) it works at
+ROLL_CANDIDATES = (-60.0, -40.0, -20.0, 20.0, 40.0, 60.0)
+_ROLL_SEARCH_SIDE = 120
+
+
+def roll_search(image_rgb: np.ndarray, box: FaceBox, *, threshold: float = 0.0,
+                rolls=ROLL_CANDIDATES) -> FaceBox:
+    """The CNN box turned to the roll at which dlib's HOG detector sees the face best.
+
+    dlib's 68-point predictor follows faces rolled up to ~40°; beyond that it returns an upright
+    face shape 25-50 px off. The CNN finds such faces (HOG does not), but its box says nothing
+    about the roll. For each candidate roll, a crop around the box is turned upright (face side
+    120 px) and HOG runs on it; the roll whose HOG box near the crop centre scores highest (at
+    least ``threshold``) wins and gives the box (HOG geometry, that roll). Without any, the box is
+    returned unchanged.
+
+    Args:
+        image_rgb: (H, W, 3) uint8 RGB.
+        box: a face box with ``roll`` 0, canonical frame.
+        threshold: least HOG score accepted.
+        rolls: candidate rolls, degrees (counter-clockwise as shown).
+    Returns:
+        :class:`FaceBox` with the input's score and detector.
+    """
+    image = _check_image(image_rgb)
+    best = None
+    for roll in rolls:
+        turned = FaceBox(box.left, box.top, box.right, box.bottom, box.score, box.detector, float(roll))
+        crop, inner, back = upright_view(image, turned, side=_ROLL_SEARCH_SIDE)
+        cx, cy = inner.centre
+        for b in hog_faces(crop, upsample=0, threshold=threshold):
+            if np.hypot(b.centre[0] - cx, b.centre[1] - cy) < 0.5 * inner.width and (
+                    best is None or b.score > best[0]):
+                best = (b.score, roll, b, back)
+    if best is None:
+        return box
+    _, roll, b, back = best
+    centre = back[:, :2] @ np.array(b.centre) + back[:, 2]
+    scale = float(np.hypot(*back[0, :2]))  # crop px -> image px
+    hw, hh = (b.width - 1) * scale / 2.0, (b.height - 1) * scale / 2.0
+    return FaceBox(centre[0] - hw, centre[1] - hh, centre[0] + hw, centre[1] + hh, box.score,
+                   box.detector, float(roll))
+
+
 def cnn_faces(image_rgb: np.ndarray, *, upsample: int = 0, threshold: float = 0.0,
-              max_side: int | None = 640) -> list[FaceBox]:
+              max_side: int | None = 640, find_roll: bool = False,
+              roll_threshold: float = 0.0) -> list[FaceBox]:
     """Faces found by dlib's CNN (MMOD) detector, largest first, as HOG-like boxes.
 
     The detector finds faces down to ~80 px at ``upsample`` 0 (~40 px at 1, at 4x the cost).
@@ -174,6 +265,7 @@ def cnn_faces(image_rgb: np.ndarray, *, upsample: int = 0, threshold: float = 0.
         upsample: times the (downscaled) image is doubled before detection.
         threshold: boxes with an MMOD confidence below this are dropped (0 = dlib's own).
         max_side: longer side of the copy the detector sees (None = full size).
+        find_roll: estimate each face's roll with :func:`roll_search` (HOG score ``roll_threshold``).
     Returns:
         list of :class:`FaceBox` (``detector="cnn"``), canonical frame, each box moved and
         scaled to where dlib's HOG detector puts its box on the same face (what the 68-point
@@ -197,6 +289,8 @@ def cnn_faces(image_rgb: np.ndarray, *, upsample: int = 0, threshold: float = 0.
         half = (_CNN_SIDE * side - 1) / 2.0
         boxes.append(FaceBox(cx - half, cy - half, cx + half, cy + half, float(d.confidence), "cnn"))
     boxes.sort(key=lambda b: (-b.area, -b.score))
+    if find_roll:
+        boxes = [roll_search(image, b, threshold=roll_threshold) for b in boxes]
     return boxes
 
 
@@ -219,7 +313,8 @@ class FaceSearch:
 
 def find_faces(image_rgb: np.ndarray, detector: str = "cascade", *, hog_upsample: int = 1,
                hog_threshold: float = 0.0, hog_max_side: int | None = 2000, cnn_upsample: int = 0,
-               cnn_threshold: float = 0.0, cnn_max_side: int | None = 640) -> FaceSearch:
+               cnn_threshold: float = 0.0, cnn_max_side: int | None = 640,
+               cnn_roll_search: bool = True) -> FaceSearch:
     """Faces of an image with one detector or the HOG-then-CNN cascade.
 
     ``cascade`` runs HOG; only when HOG finds no box scoring ``hog_threshold`` or more does it
@@ -231,6 +326,8 @@ def find_faces(image_rgb: np.ndarray, detector: str = "cascade", *, hog_upsample
         detector: ``"cascade"``, ``"hog"`` or ``"cnn"``.
         hog_upsample, hog_threshold, hog_max_side: see :func:`hog_faces`.
         cnn_upsample, cnn_threshold, cnn_max_side: see :func:`cnn_faces`.
+        cnn_roll_search: give each CNN face the roll found by :func:`roll_search` (at HOG score
+            ``hog_threshold``), which :func:`landmarks68` undoes.
     Returns:
         :class:`FaceSearch`.
     """
@@ -243,7 +340,8 @@ def find_faces(image_rgb: np.ndarray, detector: str = "cascade", *, hog_upsample
         if boxes or detector == "hog":
             return FaceSearch(tuple(boxes), "hog", tuple(tried))
     tried.append(f"cnn(upsample={cnn_upsample}, threshold={cnn_threshold:g}, max_side={cnn_max_side})")
-    boxes = cnn_faces(image_rgb, upsample=cnn_upsample, threshold=cnn_threshold, max_side=cnn_max_side)
+    boxes = cnn_faces(image_rgb, upsample=cnn_upsample, threshold=cnn_threshold, max_side=cnn_max_side,
+                      find_roll=cnn_roll_search, roll_threshold=hog_threshold)
     return FaceSearch(tuple(boxes), "cnn", tuple(tried))
 
 
@@ -284,7 +382,9 @@ def landmarks68(image_rgb: np.ndarray, box: FaceBox, method: str = "dlib", *,
 
     Args:
         image_rgb: (H, W, 3) uint8 RGB.
-        box: the face box, canonical frame (from :func:`detect_faces` or :func:`box_from_points5`).
+        box: the face box, canonical frame (from :func:`find_faces` or :func:`box_from_points5`);
+            a box with a ``roll`` is predicted on an upright crop (:func:`upright_view`) and the
+            points are mapped back.
         method: ``"dlib"`` (the 68-point predictor of ``face_recognition_models``; trained on iBUG
             300-W, non-commercial licence) or ``"fan"`` (face-alignment, weights from the local
             folder ``fan_weights`` only).
@@ -292,6 +392,12 @@ def landmarks68(image_rgb: np.ndarray, box: FaceBox, method: str = "dlib", *,
         (68, 2) float64, canonical frame, iBUG order.
     """
     image = _check_image(image_rgb)
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if box.roll:
+        crop, inner, back = upright_view(image, box)
+        points = landmarks68(crop, inner, method, fan_weights=fan_weights)
+        return points @ back[:, :2].T + back[:, 2]
     if method == "dlib":
         return _shape_to_array(dlib_models.shape_predictor(68)(image, box.to_dlib()))
     if method == "fan":

@@ -49,7 +49,7 @@ def check_weights_folder(weights_dir) -> str:
 
 def _import_face_alignment():
     try:
-        import face_alignment  # noqa: F401
+        import face_alignment
     except ImportError:
         raise ConfigError(f"detector 'fan' needs the face-alignment package: {INSTALL_HINT}") from None
     return face_alignment

@@ -63,6 +63,7 @@ class DataPreparationOptions(StageOptions):
     cnn_upsample: int
     cnn_threshold: float
     cnn_max_side: int | None
+    cnn_roll_search: bool
     faces: Literal["largest", "all"]
     landmarker: Literal["dlib", "fan"]
     fan_weights: str | None
@@ -262,6 +263,7 @@ def _read_points5(path: str) -> np.ndarray:
 
 
 def _box_dict(box: FaceBox) -> list[float]:
+    """[left, top, right, bottom] (inclusive, canonical frame) of the upright box; see ``roll_deg``."""
     return [round(float(v), 3) for v in (box.left, box.top, box.right, box.bottom)]
 
 
@@ -335,7 +337,7 @@ class DataPreparation(Stage):
         search = find_faces(image, cfg.detector, hog_upsample=cfg.hog_upsample,
                             hog_threshold=cfg.hog_threshold, hog_max_side=cfg.hog_max_side,
                             cnn_upsample=cfg.cnn_upsample, cnn_threshold=cfg.cnn_threshold,
-                            cnn_max_side=cfg.cnn_max_side)
+                            cnn_max_side=cfg.cnn_max_side, cnn_roll_search=cfg.cnn_roll_search)
         if not search.boxes:
             raise InputError(item.inputs["image"], "no face found by " + ", then by ".join(search.tried))
         return list(search.boxes), search.detector, search.tried
@@ -372,6 +374,7 @@ class DataPreparation(Stage):
                 write_landmarks_txt(ctx.path(names["detected"]), five_from_68(lm68))
                 outputs.append(names["detected"])
             faces.append({"name": face_name(stem, index, cfg.faces), "box": _box_dict(box),
+                          "roll_deg": float(box.roll),
                           "detector": detector, "detector_score": box.score,
                           "landmarks_file": names["landmarks"], "mask_file": mask_name,
                           **quality.as_dict()})
@@ -427,24 +430,25 @@ def vis_picture(image: np.ndarray, mask: np.ndarray, boxes: list[FaceBox], taken
     taken_boxes = {id(t[0]) for t in taken}
     font = max(0.35, size[0] / 900)
 
-    def corners(b):
-        return ((round((b.left + 0.5) * scale - 0.5), round((b.top + 0.5) * scale - 0.5)),
-                (round((b.right + 0.5) * scale - 0.5), round((b.bottom + 0.5) * scale - 0.5)))
+    def outline(b):
+        return np.round((b.corners() + 0.5) * scale - 0.5).astype(np.int32).reshape(-1, 1, 2)
 
     for b in boxes:
         if id(b) not in taken_boxes:
-            p0, p1 = corners(b)
-            cv2.rectangle(left, p0, p1, _NOT_TAKEN, 2, cv2.LINE_AA)
+            cv2.polylines(left, [outline(b)], True, _NOT_TAKEN, 2, cv2.LINE_AA)
     for box, lm, score, face in taken:
         left = draw_landmarks(left, (lm + 0.5) * scale - 0.5)
-        p0, p1 = corners(box)
-        cv2.rectangle(left, p0, p1, _TAKEN, 2, cv2.LINE_AA)
+        corners = outline(box)
+        cv2.polylines(left, [corners], True, _TAKEN, 2, cv2.LINE_AA)
+        p0 = corners[:, 0].min(axis=0)
         label = f"{face} {detector}"
         if np.isfinite(box.score):
             label += f" {box.score:.2f}"
+        if box.roll:
+            label += f" roll {box.roll:+.0f}"
         label += f" q={score:.2f}"
         (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font, 1)
-        x0, y0 = max(min(p0[0], left.shape[1] - tw - 4), 0), max(p0[1] - th - base - 4, 0)
+        x0, y0 = max(min(int(p0[0]), left.shape[1] - tw - 4), 0), max(int(p0[1]) - th - base - 4, 0)
         cv2.rectangle(left, (x0, y0), (x0 + tw + 4, y0 + th + base + 4), (0, 0, 0), -1)
         cv2.putText(left, label, (x0 + 2, y0 + th + 2), cv2.FONT_HERSHEY_SIMPLEX, font, _TAKEN, 1,
                     cv2.LINE_AA)

@@ -362,3 +362,40 @@ def test_preview_tile_is_cropped_to_the_face(model):
     # the overlay (top right) shows class colours where the face is, the image elsewhere
     assert (tile[:64, 64:] != 40).any() and (tile[:64, :64] == 40).all()
     assert face_box(np.zeros((5, 7), np.uint8)) == (0, 0, 7, 5)
+
+
+def test_mouth_closing_triangles_are_inner_mouth(model):
+    """A BFM-like mesh: no vertex inside the open mouth, which triangles between lip vertices close."""
+    from scipy.spatial import Delaunay
+
+    lm = model.mean[model.landmarks, :2].astype(np.float64).copy()
+    lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] -= 9000.0  # open the mouth: lower lip 9 mm down
+    lo, hi = lm.min(0) - 20000, lm.max(0) + 20000
+    gx, gy = np.meshgrid(np.arange(lo[0], hi[0], 5000.0), np.arange(lo[1], hi[1], 5000.0))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1)
+    grid = grid[~points_in_polygon(grid, lm[48:60])]          # nothing inside the outer lip contour
+    xy = np.concatenate([lm, grid])
+    vertices = np.concatenate([xy, np.zeros((len(xy), 1))], 1).astype(np.float32)
+    triangles = Delaunay(xy).simplices.astype(np.int32)
+    bfm_like = MorphableModel(vertices, np.zeros((len(xy), 3, 1), np.float32), np.ones(1),
+                              np.zeros((len(xy), 3, 0), np.float32), np.ones(0), triangles=triangles,
+                              landmarks=np.arange(68))
+    labeller = PartLabeller(bfm_like, "landmarks")
+    f = 100.0 / np.ptp(xy[:, 0])
+    pose = np.array([0, 0, 0, SIZE / 2 + 0.5 - f * xy[:, 0].mean(), SIZE / 2 + 0.5 - f * xy[:, 1].mean(), 0, f])
+    projected = project(vertices, pose, (SIZE, SIZE))
+    inner = projected[60:68, :2]
+    gy_, gx_ = np.mgrid[:SIZE, :SIZE]
+    pixels = np.stack([gx_.ravel(), gy_.ravel()], 1)
+    contour = inner.astype(np.float32).reshape(-1, 1, 2)
+    depth = np.array([cv2.pointPolygonTest(contour, (float(x), float(y)), True) for x, y in pixels])
+    opening = (depth > 0.5).reshape(SIZE, SIZE)                    # well inside the mouth opening
+    assert opening.sum() > 30
+    by_corner = label_map(projected, triangles, labeller.corner_classes(), SIZE, SIZE)
+    by_vertex = label_map(projected, triangles, labeller.vertex_classes(), SIZE, SIZE)
+    share_corner = (by_corner[opening] == CLASSES["inner_mouth"]).mean()
+    share_vertex = (by_vertex[opening] == CLASSES["inner_mouth"]).mean()
+    assert share_corner > 0.95 and share_vertex < share_corner - 0.3  # the lip vertices alone cannot say it
+    # outside the inner contour nothing changes
+    np.testing.assert_array_equal(by_corner[depth.reshape(SIZE, SIZE) < -1.5],
+                                  by_vertex[depth.reshape(SIZE, SIZE) < -1.5])

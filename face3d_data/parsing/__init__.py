@@ -36,6 +36,7 @@ from face3d_data.parsing.regions import (
     classes_from_regions,
     landmark_vertex_classes,
     load_vertex_classes,
+    mouth_corner_classes,
     part_polygons,
     points_in_polygon,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "landmark_vertex_classes",
     "legend",
     "load_vertex_classes",
+    "mouth_corner_classes",
     "one_hot",
     "overlay",
     "part_polygons",

@@ -4,9 +4,11 @@ Frame: ``projected`` vertices are in the canonical image frame (0-based, x right
 centres at integers; z larger = closer), e.g. :func:`face3d_data.w300lp.project`. Maps are (H, W)
 like the image they belong to.
 
-A covered pixel takes the class of the **nearest vertex** of the visible triangle (the largest
-barycentric weight), so a class boundary follows the mesh's per-vertex labels to within half a
-triangle and classes never mix in the hard map. A pixel no triangle covers is background (0),
+A covered pixel takes the class of the **nearest corner** of the visible triangle (the largest
+barycentric weight), so a class boundary follows the mesh's labels to within half a triangle and
+classes never mix in the hard map. Classes are given per vertex, (N,), or per triangle corner,
+(M, 3) (:meth:`face3d_data.parsing.PartLabeller.corner_classes`, which makes the triangles that
+close the mouth inner mouth throughout). A pixel no triangle covers is background (0),
 exactly the pixels where :func:`face3d_data.render.rasterize` returns triangle id −1.
 
 The soft map renders the hard map ``s`` times larger in each axis (sub-pixel sample
@@ -23,12 +25,32 @@ from face3d_data.parsing.classes import CLASS_TABLE, COLORS, N_CLASSES
 from face3d_data.render import Raster, rasterize
 
 
-def labels_from_raster(raster: Raster, triangles: np.ndarray, vertex_classes: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 class map from a raster of ``triangles`` and (N,) per-vertex class ids."""
+def _corner_table(triangles: np.ndarray, classes: np.ndarray, n_vertices: int) -> np.ndarray:
+    """(M + 1, 3) uint8 class of each triangle corner, plus a background row for triangle id −1."""
     tri = np.asarray(triangles)
-    # class of each triangle corner, plus a row of background for triangle id -1 (-1 % (M+1) = M)
+    classes = np.asarray(classes)
     corner = np.zeros((len(tri) + 1, 3), np.uint8)
-    corner[:-1] = np.asarray(vertex_classes, np.uint8)[tri]
+    if classes.shape == (len(tri), 3):
+        corner[:-1] = classes
+    elif classes.shape == (n_vertices,):
+        corner[:-1] = classes.astype(np.uint8)[tri]
+    else:
+        raise ValueError(f"classes: expected ({n_vertices},) per vertex or ({len(tri)}, 3) per corner, "
+                         f"got {classes.shape}")
+    return corner
+
+
+def labels_from_raster(raster: Raster, triangles: np.ndarray, classes: np.ndarray,
+                       n_vertices: int | None = None) -> np.ndarray:
+    """(H, W) uint8 class map from a raster of ``triangles``.
+
+    Args:
+        classes: (N,) per-vertex or (M, 3) per-corner class ids.
+        n_vertices: N (default: 1 + the largest vertex id in ``triangles``).
+    """
+    tri = np.asarray(triangles)
+    n = int(tri.max()) + 1 if n_vertices is None else int(n_vertices)
+    corner = _corner_table(tri, classes, n)  # -1 % (M + 1) = M: the background row
     tid = raster.triangle_id
     out = np.zeros(tid.shape, np.uint8)
     covered_rows = np.flatnonzero((tid >= 0).any(axis=-1))   # work on the face's bounding box only
@@ -38,31 +60,30 @@ def labels_from_raster(raster: Raster, triangles: np.ndarray, vertex_classes: np
     window = (..., slice(covered_rows[0], covered_rows[-1] + 1), slice(covered_cols[0], covered_cols[-1] + 1))
     b = raster.barycentric[window + (slice(None),)]
     b0, b1, b2 = b[..., 0], b[..., 1], b[..., 2]
-    nearest = np.where(b1 > b0, np.where(b2 > b1, 2, 1), np.where(b2 > b0, 2, 0))
+    nearest = np.where(b1 > b0, np.where(b2 > b1, 2, 1), np.where(b2 > b0, 2, 0))  # first largest weight
     rows = tid[window] % (len(tri) + 1)
     out[window] = corner.ravel()[rows * 3 + nearest]
     return out
 
 
-def label_map(projected: np.ndarray, triangles: np.ndarray, vertex_classes: np.ndarray,
+def label_map(projected: np.ndarray, triangles: np.ndarray, classes: np.ndarray,
               height: int, width: int) -> np.ndarray:
     """The hard parsing map.
 
     Args:
         projected: (N, 3) canonical image frame vertices.
         triangles: (M, 3) vertex ids.
-        vertex_classes: (N,) uint8 class ids (1..10; see :mod:`face3d_data.parsing.classes`).
+        classes: (N,) per-vertex or (M, 3) per-corner uint8 class ids (1..10; see
+            :mod:`face3d_data.parsing.classes`).
         height, width: map size.
     Returns:
         (H, W) uint8 class ids, 0 = background.
     """
-    classes = np.asarray(vertex_classes)
-    if classes.shape != (len(projected),):
-        raise ValueError(f"vertex_classes: expected ({len(projected)},), got {classes.shape}")
-    return labels_from_raster(rasterize(projected, triangles, height, width), triangles, classes)
+    return labels_from_raster(rasterize(projected, triangles, height, width), triangles, classes,
+                              len(projected))
 
 
-def soft_label_map(projected: np.ndarray, triangles: np.ndarray, vertex_classes: np.ndarray,
+def soft_label_map(projected: np.ndarray, triangles: np.ndarray, classes: np.ndarray,
                    height: int, width: int, supersample: int = 4) -> np.ndarray:
     """The anti-aliased map: (H, W, C) float32 class shares over ``supersample²`` samples per pixel.
 
@@ -74,7 +95,7 @@ def soft_label_map(projected: np.ndarray, triangles: np.ndarray, vertex_classes:
         raise ValueError(f"supersample: must be >= 1, got {supersample}")
     v = np.array(projected, np.float64)
     v[:, :2] = (v[:, :2] + 0.5) * s - 0.5
-    fine = label_map(v, triangles, vertex_classes, height * s, width * s)
+    fine = label_map(v, triangles, classes, height * s, width * s)
     rows = np.arange(height * s) // s
     cols = np.arange(width * s) // s
     pixel = rows[:, None] * width + cols[None, :]

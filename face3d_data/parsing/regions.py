@@ -32,6 +32,11 @@ landmarks). Model space: x right, y up, z towards the viewer in the frontal pose
   (31→35), then 31–35 with the outer nostrils widened by 15 %.
 
 Later parts overwrite earlier ones in the order nose, brows, eyes, lips, inner mouth.
+
+Per-corner classes (:meth:`PartLabeller.corner_classes`) give each triangle corner its vertex's
+class, except that a triangle whose corners are all lip or inner-mouth vertices and whose centre
+lies inside the inner lip polygon is inner mouth throughout: the BFM topologies close the mouth
+with such triangles (``tri_mouth``) and have no vertex inside the opening.
 """
 
 from __future__ import annotations
@@ -52,6 +57,8 @@ _UPPER_LIP = np.array([48, 49, 50, 51, 52, 53, 54, 64, 63, 62, 61, 60])
 _LOWER_LIP = np.array([54, 55, 56, 57, 58, 59, 48, 60, 67, 66, 65, 64])
 _INNER_MOUTH = np.arange(60, 68)
 _JAW = np.arange(0, 17)
+_MOUTH_CLASS = np.zeros(256, bool)  # lookup: is this class id a lip / inner-mouth class
+_MOUTH_CLASS[[CLASSES["upper_lip"], CLASSES["lower_lip"], CLASSES["inner_mouth"]]] = True
 
 
 def points_in_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -175,6 +182,26 @@ def landmark_vertex_classes(vertices: np.ndarray, landmark_index: np.ndarray, ba
     return classes
 
 
+def mouth_corner_classes(vertices: np.ndarray, triangles: np.ndarray, landmark_index: np.ndarray,
+                         vertex_classes: np.ndarray) -> np.ndarray:
+    """(M, 3) uint8 corner classes: the vertices' classes, with mouth-closing triangles inner mouth.
+
+    A triangle closes the mouth when its three corners are lip or inner-mouth vertices and its
+    centre (model-space x, y) lies inside the inner lip polygon (landmarks 60–67).
+    """
+    tri = np.asarray(triangles)
+    corners = np.asarray(vertex_classes, np.uint8)[tri]
+    mouth = _MOUTH_CLASS[corners].all(axis=1)
+    candidates = np.flatnonzero(mouth)
+    if candidates.size:
+        v = np.asarray(vertices, np.float64)
+        polygon = v[np.asarray(landmark_index)[_INNER_MOUTH], :2]
+        centres = v[tri[candidates], :2].mean(axis=1)
+        closing = candidates[points_in_polygon(centres, polygon)]
+        corners[closing] = CLASSES["inner_mouth"]
+    return corners
+
+
 def classes_from_regions(regions: np.ndarray) -> np.ndarray:
     """Model regions (``REGIONS``) -> base classes: neck -> neck, nose -> nose, the rest -> skin."""
     from face3d_data.morphable.model import REGIONS
@@ -230,6 +257,7 @@ class PartLabeller:
         self.model = model
         self.source = str(source)
         self._static = None
+        self._static_corners = None
         self._base = None
         if self.source == "model":
             if model.regions is None:
@@ -254,3 +282,15 @@ class PartLabeller:
             return self._static
         v = self.model.mean if vertices is None else vertices
         return landmark_vertex_classes(v, self.model.landmarks, self._base)
+
+    def corner_classes(self, vertices: np.ndarray | None = None) -> np.ndarray:
+        """(M, 3) uint8 class ids of each triangle corner (what the maps draw; module docstring).
+
+        A class file is taken as given (its vertices' classes, no mouth rule).
+        """
+        if self._static is not None:
+            if self._static_corners is None:
+                self._static_corners = self._static[self.model.triangles]
+            return self._static_corners
+        v = self.model.mean if vertices is None else vertices
+        return mouth_corner_classes(v, self.model.triangles, self.model.landmarks, self.vertex_classes(v))

@@ -14,7 +14,8 @@ its canonical frame (names: :mod:`face3d_data.io.parsing`):
 The face is the label's ``Shape_Para``/``Exp_Para`` with ``--model``, projected with ``Pose_Para``
 (:func:`face3d_data.w300lp.load_sample`, :func:`face3d_data.w300lp.project`); per-vertex classes
 come from ``classes`` (:class:`face3d_data.parsing.PartLabeller`: the model's regions refined by
-its 68 landmarks, the landmarks alone, or a per-vertex class file) and are z-buffered by
+its 68 landmarks, the landmarks alone, or a per-vertex class file; triangles that close the mouth
+count as inner mouth) and are z-buffered by
 :func:`face3d_data.parsing.label_map`. For photos labelled by ``fit_3dmm`` the maps are as good as
 the fit; the preview (image | classes | overlay) shows how well they sit. ``finish`` writes
 ``parsing_classes.json`` (the class table). Manifest columns: ``coverage`` and ``px_<class>``
@@ -107,7 +108,7 @@ class ParsingStage(Stage):
             projected = project(vertices, sample.labels.pose_para, (h, w))
         except ValueError as exc:
             raise InputError(item.inputs["mat"], str(exc)) from None
-        classes = res.labeller.vertex_classes(vertices)
+        classes = res.labeller.corner_classes(vertices)
         labels = label_map(projected, res.model.triangles, classes, h, w)
         outputs = [item.key + PARSING_SUFFIXES["labels"], item.key + PARSING_SUFFIXES["color"]]
         write_image(ctx.path(outputs[0]), labels)

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
                            exp_scale=0.6)
             v = model.vertices(s.labels["Shape_Para"], s.labels["Exp_Para"])
             labels = label_map(project(v, s.labels["Pose_Para"], (SIZE, SIZE)), model.triangles,
-                               labeller.vertex_classes(v), SIZE, SIZE)
+                               labeller.corner_classes(v), SIZE, SIZE)
             tiles += [s.image, color_map(labels)]
         rows.append(np.concatenate(tiles, axis=1))
     picture = np.concatenate(rows, axis=0)

@@ -303,16 +303,18 @@ def test_overfit_few_samples_loss_halves_and_nme_improves(data, tmp_path):
     dl = tmp_path / "four.txt"
     dl.write_text("\n".join(lines) + "\n")
     run = tmp_path / "run"
-    # 4 samples, batch 4: every step is an epoch end, so the validation (same 4 samples) runs each step
-    args = small(data, run, "--max-steps", "60", "--no-augment", "--lr", "0.002", "--lr-decay", "1",
-                 "--log-every", "1", "--data-root", data["pos"], "--uv-data", os.path.join(data["pos"], "uv-data"),
-                 "--val-datalist", str(dl), "--set", "width=8")
+    # 4 samples, batch 4: every step is an epoch end, so the validation (same 4 samples) runs each step.
+    # bn_momentum 0.5: the running statistics used in eval mode follow the few training batches.
+    args = small(data, run, "--max-steps", "50", "--epochs", "1000", "--no-augment", "--lr", "0.002",
+                 "--lr-decay", "1", "--log-every", "1", "--data-root", data["pos"],
+                 "--uv-data", os.path.join(data["pos"], "uv-data"), "--val-datalist", str(dl),
+                 "--set", "width=8", "--set", "bn_momentum=0.5")
     args[args.index("--datalist") + 1] = str(dl)
     assert train_main(args) == 0
     logged = rows(run)
     losses = [r["loss"] for r in logged if "loss" in r]
     nme = [r["val_nme_2d"] for r in logged if "val_nme_2d" in r]
-    assert len(losses) == 60 and len(nme) == 60
+    assert len(losses) == 50 and len(nme) == 50
     assert np.mean(losses[-5:]) <= np.mean(losses[:5]) / 2, losses
     assert min(nme[-5:]) < 0.8 * nme[0], (nme[0], nme[-5:])
 
@@ -329,8 +331,8 @@ def test_two_process_cpu_torchrun_runs_and_resumes(data, tmp_path):
         assert proc.returncode == 0, proc.stderr[-3000:]
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
     assert state["step"] == 4 and state["world_size"] == 2
-    assert [r["step"] for r in rows(run) if "loss" in r] == [2, 4] or \
-        [r["step"] for r in rows(run) if "loss" in r][-1] == 4
+    assert [r["step"] for r in rows(run) if "loss" in r] == [2, 4]   # one writer: one row per run end
+    assert json.loads((run / "run.json").read_text())["resumed_from"].endswith("last.pt")
 
 
 @pytest.mark.cuda

@@ -66,7 +66,7 @@ def prepare(folders: list[str], data_root: str, mode: str, cfg: dict, *, jobs: i
     """
     from pipelines.core import RunOptions, run_stage
     from pipelines.stages.data_preparation import (
-        DataPreparation,
+        DataPreparationStage,
         datalist_rows,
         write_datalists,
         write_deep3d_datalists,
@@ -85,7 +85,7 @@ def prepare(folders: list[str], data_root: str, mode: str, cfg: dict, *, jobs: i
     summaries, rows = [], []
     for folder in folders:
         options = RunOptions(out=folder, jobs=jobs, backend=backend, overwrite=overwrite, quiet=quiet)
-        summary = run_stage(DataPreparation, options, cfg=cfg)
+        summary = run_stage(DataPreparationStage, options, cfg=cfg)
         summaries.append(summary)
         rows += datalist_rows(summary.out_dir, summary.records, min_quality)
     if cfg["deep3d_compat"]:

@@ -37,7 +37,7 @@ def check_weights_folder(weights_dir) -> str:
             files to put where.
     """
     if not weights_dir:
-        raise ConfigError(f"detector 'fan' needs a local weights folder (fan_weights): {WEIGHTS_HINT}")
+        raise ConfigError(f"landmarker 'fan' needs a local weights folder (fan_weights): {WEIGHTS_HINT}")
     folder = os.path.abspath(os.fspath(weights_dir))
     if not os.path.isdir(folder):
         raise ConfigError(f"{folder}: FAN weights folder does not exist; {WEIGHTS_HINT}")
@@ -47,11 +47,24 @@ def check_weights_folder(weights_dir) -> str:
     return folder
 
 
+def check_fan(weights_dir) -> str:
+    """Check, before any image, that FAN can run: the local weights folder and the package.
+
+    Returns:
+        The weights folder as an absolute path.
+    Raises:
+        ConfigError: saying what is missing and how to provide it.
+    """
+    folder = check_weights_folder(weights_dir)
+    _import_face_alignment()
+    return folder
+
+
 def _import_face_alignment():
     try:
         import face_alignment
     except ImportError:
-        raise ConfigError(f"detector 'fan' needs the face-alignment package: {INSTALL_HINT}") from None
+        raise ConfigError(f"landmarker 'fan' needs the face-alignment package: {INSTALL_HINT}") from None
     return face_alignment
 
 

@@ -267,7 +267,7 @@ def _box_dict(box: FaceBox) -> list[float]:
     return [round(float(v), 3) for v in (box.left, box.top, box.right, box.bottom)]
 
 
-class DataPreparation(Stage):
+class DataPreparationStage(Stage):
     name = "data_preparation"
     summary = ("Deep3DFaceRecon-style data preparation in place: face detection (HOG, then CNN), "
                "68 landmarks, quality scores, skin masks, datalists (never modifies inputs).")
@@ -293,10 +293,9 @@ class DataPreparation(Stage):
 
             cnn_detector_path()
         if cfg.landmarker == "fan":
-            from face3d_data.landmarks.fan import _import_face_alignment, check_weights_folder
+            from face3d_data.landmarks.fan import check_fan
 
-            check_weights_folder(cfg.fan_weights)
-            _import_face_alignment()
+            check_fan(cfg.fan_weights)
         from face3d_data.morphable import load_model
 
         try:

@@ -112,8 +112,13 @@ class RNetTask(Task):
     def face_model(self) -> RNetFaceModel:
         if self._face is None:
             c = self.cfg
-            self._face = RNetFaceModel(load_face_model(c["model"]), self.camera(), int(c["n_id"]),
-                                       int(c["n_exp"]), int(c["n_tex"]), float(c["units_per_decimetre"]))
+            model = load_face_model(c["model"])
+            skin = front = None
+            if c.get("deep3d_masks"):
+                from face3d_data.train.rnet_face import load_deep3d_masks
+                skin, front = load_deep3d_masks(c["deep3d_masks"], model)
+            self._face = RNetFaceModel(model, self.camera(), int(c["n_id"]), int(c["n_exp"]), int(c["n_tex"]),
+                                       float(c["units_per_decimetre"]), skin_mask=skin, front_triangles=front)
         return self._face
 
     def template(self) -> np.ndarray:

@@ -23,7 +23,7 @@ model 40 + 13 + 15 + 33 = 101.
   ambient 0.8 on the first one (Deep3DFaceRecon's ``init_lit``); vertex colour = irradiance ⊙ albedo.
 - Masks: per-vertex **skin** flags (reflectance loss) and the **front-face** triangle subset
   (photometric mask) come from the model's ``regions`` (skin = face + nose, front = triangles with
-  no neck corner), or from Deep3DFaceRecon's ``skinmask`` / ``tri_mask2`` arrays when given.
+  no neck corner), or from Deep3DFaceRecon's ``skinmask`` / ``tri_mask2`` (:func:`load_deep3d_masks`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from face3d_data.errors import ConfigError
 from face3d_data.morphable import REGIONS
 from face3d_data.train.renderer import PinholeCamera
 
-__all__ = ["SH_CONSTANTS", "Coefficients", "FaceOutput", "RNetFaceModel", "euler_to_matrix", "sh_basis"]
+__all__ = ["SH_CONSTANTS", "Coefficients", "FaceOutput", "RNetFaceModel", "euler_to_matrix", "load_deep3d_masks",
+           "region_masks", "sh_basis"]
 
 #: Deep3DFaceRecon's SH constants: a = (π, 2π/√3, 2π/√8), c = (1/√(4π), √3/√(4π), 3√5/√(12π))
 SH_CONSTANTS = ((math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0)),
@@ -102,6 +103,39 @@ def region_masks(model) -> tuple[np.ndarray, np.ndarray]:
     reg = model.regions
     skin = (reg == REGIONS["face"]) | (reg == REGIONS["nose"])
     front = (reg[model.triangles] != REGIONS["neck"]).all(1)
+    return skin, front
+
+
+def load_deep3d_masks(path: str, model) -> tuple[np.ndarray, np.ndarray]:
+    """(skin (N,) bool, front (M,) bool over ``model.triangles``) from Deep3DFaceRecon's
+    ``BFM_model_front.mat`` (``skinmask`` (1, N) flags, ``tri_mask2`` (K, 3) 1-based triangles).
+
+    ``model`` must have the file's vertex order (the Deep3D front model loaded by ``load_model``).
+
+    Raises:
+        ConfigError: unreadable file, missing fields, or sizes / triangles that do not match the model.
+    """
+    from face3d_data.errors import InputError
+    from face3d_data.io.mat import read_mat
+    try:
+        data = read_mat(path, required={"skinmask": None, "tri_mask2": (None, 3)})
+    except InputError as exc:
+        raise ConfigError(f"deep3d_masks: {exc}") from None
+    skin = np.asarray(data["skinmask"]).reshape(-1) > 0
+    if skin.shape != (model.n_vertices,):
+        raise ConfigError(f"deep3d_masks: {path}: skinmask has {skin.size} flags, the model has "
+                          f"{model.n_vertices} vertices")
+    index = {tuple(sorted(t)): i for i, t in enumerate(np.asarray(model.triangles).tolist())}
+    front = np.zeros(len(model.triangles), bool)
+    missing = 0
+    for t in (np.asarray(data["tri_mask2"], np.int64) - 1).tolist():
+        i = index.get(tuple(sorted(t)))
+        if i is None:
+            missing += 1
+        else:
+            front[i] = True
+    if missing:
+        raise ConfigError(f"deep3d_masks: {path}: {missing} tri_mask2 triangles are not triangles of the model")
     return skin, front
 
 

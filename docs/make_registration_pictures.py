@@ -42,7 +42,8 @@ def main():
     model = load_model("builtin")
     template = Template.from_model(model)
     scan = make_synthetic_scan(model, seed=11, unit="m")
-    reg = register_scan(template, scan.vertices, scan.triangles, scan.landmarks, np.arange(68))
+    reg = register_scan(template, scan.vertices, scan.triangles, scan.landmarks, np.arange(68),
+                        scan_colors=scan.colors)
     sim = reg.similarity
     face = region_classes(model) >= 1
     vm = reg.vertices_model.astype(np.float64)

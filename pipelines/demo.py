@@ -32,6 +32,13 @@ DEMO_STEPS: list[tuple[str, str, dict]] = [
     ("fit_3dmm", "fitted", {"img_folder": "{photos}"}),
     ("rotate_300wlp", "fitted_rotated", {"data_root": "{fitted}", "angles": [20, -20],
                                          "model": "builtin"}),
+    ("profile_300wlp", "profiled", {"data_root": "{synth}", "yaw_step": 30.0, "flip": True}),
+    ("profile_300wlp", "fitted_profiled", {"data_root": "{fitted}", "yaw_step": 15.0}),
+    ("parsing", "parsing", {"data_root": "{synth}"}),
+    ("register_scans", "registered", {"scans": "{scans}"}),
+    ("augment_views", "scan_views", {"registered": "{registered}", "yaws": "0:90:30",
+                                     "pitches": "-30,0,15"}),
+    ("evaluate_meshes", "scan_eval", {"pred": "{registered}", "scans": "{scans}"}),
 ]
 
 
@@ -69,6 +76,10 @@ def run_demo(out: str, jobs: int = 0, quiet: bool = False, seed: int = 0) -> int
     rows = []
     started = time.perf_counter()
     write_demo_photos(os.path.join(out, "photos"))
+    from face3d_data.registration.synthetic import write_synthetic_scans
+
+    folders["scans"] = os.path.join(out, "scans")
+    write_synthetic_scans(folders["scans"], count=1)
     for stage_name, sub, options in DEMO_STEPS:
         folders[sub] = os.path.join(out, sub)
         cfg = build_config(stage_name, explicit=_resolve(options, folders))

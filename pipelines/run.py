@@ -2,7 +2,8 @@
 
 ``python -m pipelines.run --help`` lists the stages; ``python -m pipelines.run STAGE --help``
 lists a stage's options with their defaults. Exit status: 0 all items good, 3 some items failed
-(see ``failures.csv``), 2 usage or configuration error.
+(see ``failures.csv``), 2 usage, configuration or environment error (one line on stderr: bad option,
+bad model, unwritable or full output folder, unreachable ``--scheduler``).
 """
 
 from __future__ import annotations
@@ -72,10 +73,19 @@ def _top_help() -> str:
     return "\n".join(lines)
 
 
+def _silence_stdout() -> None:
+    from pipelines.core.runner import silence_stdout
+
+    silence_stdout()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(_top_help())
+        try:
+            print(_top_help(), flush=True)
+        except BrokenPipeError:
+            _silence_stdout()
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     try:
@@ -99,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
         return summary.exit_code
     except (ConfigError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into e.g. head, which has exited: leave quietly
+        _silence_stdout()
+        return 0
+    except OSError as exc:  # the environment: read-only or full disk, permissions, ...
+        where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: completed items are recorded; rerun the same command to resume",

@@ -3,7 +3,9 @@ single run byte for byte (per-shard manifests and runner state excepted), for ev
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -14,36 +16,53 @@ from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.demo import write_demo_photos
 from pipelines.registry import STAGES, stage_class
 
-# stage -> (options, the earlier stage whose output folder "{src}" refers to)
+# stage -> options; "{name}" is the single-run output folder of stage `name` (or of a source:
+# "photos", the demo photos; "scans", synthetic scans). Every registered stage needs a recipe.
+FAST_NICP = {"fit_model": False, "stiffness": "50", "landmark_weights": "1", "distance_caps": "0.05",
+             "max_inner": 1, "max_now_median_mm": 5.0}
 RECIPES = {
-    "synth_300wlp": ({"count": 7, "image_size": 64, "views_per_identity": 1}, None),
-    "rotate_300wlp": ({"data_root": "{src}", "angles": [30], "model": "builtin"}, "synth_300wlp"),
-    "uv_assets": ({"resolution": 16}, None),
-    "build_model": ({}, None),
-    "posmap": ({"data_root": "{src}", "resolution": 32}, "synth_300wlp"),
-    "validate_posmap": ({"posmap_dir": "{src}"}, "posmap"),
-    "pncc": ({"data_root": "{src}"}, "synth_300wlp"),
-    "depth": ({"data_root": "{src}"}, "synth_300wlp"),
-    "parsing": ({"data_root": "{src}"}, "synth_300wlp"),
-    "data_preparation": ({"vis_every": 1}, "photos"),
-    "fit_3dmm": ({"img_folder": "{src}", "iterations": 2}, "data_preparation"),
+    "synth_300wlp": {"count": 7, "image_size": 64, "views_per_identity": 1},
+    "rotate_300wlp": {"data_root": "{synth_300wlp}", "angles": [30], "model": "builtin"},
+    "profile_300wlp": {"data_root": "{synth_300wlp}", "yaws": [60], "write_sheets": False},
+    "uv_assets": {"resolution": 16},
+    "build_model": {},
+    "posmap": {"data_root": "{synth_300wlp}", "resolution": 32},
+    "validate_posmap": {"posmap_dir": "{posmap}"},
+    "pncc": {"data_root": "{synth_300wlp}"},
+    "depth": {"data_root": "{synth_300wlp}"},
+    "parsing": {"data_root": "{synth_300wlp}"},
+    "data_preparation": {"vis_every": 1},
+    "fit_3dmm": {"img_folder": "{data_preparation}", "iterations": 2},
+    "register_scans": {"scans": "{scans}", **FAST_NICP},
+    "evaluate_meshes": {"pred": "{register_scans}", "scans": "{scans}"},
+    "augment_views": {"registered": "{register_scans}", "yaws": "0:60:30", "pitches": "0", "size": 48},
 }
+#: stages whose --out is a copy of this source (they write beside their inputs by design)
+BESIDE = {"data_preparation": "photos"}
 
 ORDERS = [(0, 1, 2), (2, 0, 1)]
 
-# Timings a stage writes into an output file (not reproducible by nature; removed before comparing).
-# build_model's load_seconds belongs in the manifest (request to the stage owner).
-VOLATILE = {"model_report.json": ("load_seconds",)}
+# Timings some stages write into output files (not reproducible by nature; removed before comparing).
+# They belong in the manifest (request to the stage owners): build_model's load_seconds,
+# register_scans' timing_s in qa.json and its seconds column in index.csv.
+VOLATILE_JSON = {"model_report.json": ("load_seconds",), "qa.json": ("timing_s",)}
+VOLATILE_CSV = {"index.csv": ("seconds",)}
 
 
 def _content(path, name):
     with open(path, "rb") as fh:
         data = fh.read()
-    if name in VOLATILE:
+    if name in VOLATILE_JSON:
         report = json.loads(data)
-        for key in VOLATILE[name]:
+        for key in VOLATILE_JSON[name]:
             report.pop(key, None)
         data = json.dumps(report, sort_keys=True).encode()
+    elif name in VOLATILE_CSV:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
+        for row in rows:
+            for key in VOLATILE_CSV[name]:
+                row.pop(key, None)
+        data = json.dumps(rows).encode()
     return data
 
 
@@ -66,30 +85,40 @@ def _run(name, out, options, shard=(0, 1)):
                                                    quiet=True, shard=shard), cfg=cfg)
 
 
+class _Sources:
+    """Single-run output folders of the stages (and the raw sources), built on demand."""
+
+    def __init__(self, base):
+        self.base, self.folders = base, {}
+
+    def __getitem__(self, name):
+        if name not in self.folders:
+            self.folders[name] = self._build(name)
+        return self.folders[name]
+
+    def _build(self, name):
+        out = self.base / name
+        if name == "photos":
+            write_demo_photos(str(out))
+            return str(out)
+        if name == "scans":
+            from face3d_data.registration.synthetic import write_synthetic_scans
+
+            write_synthetic_scans(str(out), count=2)
+            return str(out)
+        if name in BESIDE:
+            shutil.copytree(self[BESIDE[name]], out)
+        summary = _run(name, out, self.options(name))
+        assert summary.failed == 0, summary.records
+        return str(out)
+
+    def options(self, name):
+        return {k: (v.format_map(self) if isinstance(v, str) else v) for k, v in RECIPES[name].items()}
+
+
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory):
-    """Single-run output folders of every stage, built in chain order on demand."""
-    base = tmp_path_factory.mktemp("shards")
-    folders: dict[str, str] = {}
-
-    def get(name):
-        if name in folders:
-            return folders[name]
-        if name == "photos":
-            folders[name] = str(base / "photos")
-            write_demo_photos(folders[name])
-            return folders[name]
-        options, src = RECIPES[name]
-        out = base / name
-        if name == "data_preparation":  # writes beside its images: a copy of the photos
-            shutil.copytree(get("photos"), out)
-        resolved = {k: (v.format(src=get(src)) if isinstance(v, str) else v) for k, v in options.items()}
-        summary = _run(name, out, resolved)
-        assert summary.failed == 0, summary.records
-        folders[name] = str(out)
-        return folders[name]
-
-    return get
+    return _Sources(tmp_path_factory.mktemp("shards"))
 
 
 def _has_finish(name):
@@ -102,21 +131,19 @@ def test_every_registered_stage_has_a_recipe():
     assert set(RECIPES) == set(STAGES)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # about a minute for all stages on two cores
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_shards_into_one_folder_equal_a_single_run(name, sources, tmp_path):
-    single = sources(name)
-    reference = outputs_digest(single)
-    options, src = RECIPES[name]
-    resolved = {k: (v.format(src=sources(src)) if isinstance(v, str) else v) for k, v in options.items()}
+    reference = outputs_digest(sources[name])
+    options = sources.options(name)
     keys_seen = []
     for order in ORDERS:
         out = tmp_path / ("sharded_" + "".join(map(str, order)))
-        if name == "data_preparation":
-            shutil.copytree(sources("photos"), out)
+        if name in BESIDE:
+            shutil.copytree(sources[BESIDE[name]], out)
         keys = set()
         for i in order:
-            summary = _run(name, out, resolved, shard=(i, 3))
+            summary = _run(name, out, options, shard=(i, 3))
             assert summary.failed == 0
             keys |= {r["key"] for r in summary.records}
         keys_seen.append(keys)

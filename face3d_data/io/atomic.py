@@ -2,7 +2,10 @@
 
 A reader (or a resumed run) therefore sees either the previous complete file or the new complete
 file, never a half-written one, even if the process is killed with SIGKILL mid-write. Temporary
-files are named ``.<name>.tmp-<random>`` so that they are hidden and never match output patterns.
+files are named ``.<name>.tmp-<host>-<pid>-<random>`` so that they are hidden, never match output
+patterns, and tell who wrote them: :func:`stale_temporaries` finds those whose writer process
+(on this host) no longer runs, left behind by a killed run. Finished files get the permissions of
+an ordinary new file (``0666`` minus the process umask), not the ``0600`` of a temporary file.
 
 Files are not fsync'ed: data handed to the OS survives the writing process being killed, which is
 what resuming needs, and an fsync per file (~2 ms) would dominate small-file stages. Set
@@ -13,10 +16,37 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import socket
 import tempfile
+import time
 from typing import IO, Iterator
 
 _FSYNC = os.environ.get("FACE3D_FSYNC", "") not in ("", "0")
+_UMASK: int | None = None
+_TMP = re.compile(r"^\..+\.tmp-(?:(?P<host>[A-Za-z0-9_-]{1,16})-(?P<pid>\d+)-)?[^.]*$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0])[:16] or "host"
+
+
+def _umask() -> int:
+    """The process umask (read from /proc where possible; os.umask round trip otherwise)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("Umask:"):
+                        _UMASK = int(line.split()[1], 8)
+                        break
+        except (OSError, ValueError):
+            pass
+        if _UMASK is None:
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
 
 
 @contextlib.contextmanager
@@ -35,8 +65,11 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-{_host()}-{os.getpid()}-",
+                               dir=folder)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": "\n"} if mode == "w" else {})) as f:
             yield f
             if _FSYNC:
@@ -63,4 +96,37 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def is_temporary(name: str) -> bool:
     """True for the temporary names :func:`atomic_write` uses (left behind only by a crash)."""
-    return name.startswith(".") and ".tmp-" in name
+    return bool(_TMP.match(name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_temporaries(folder: str, max_age_s: float = 24 * 3600.0) -> list[str]:
+    """Temporary files of :func:`atomic_write` under ``folder`` whose writer is gone: written on
+    this host by a process that no longer runs, or (other hosts, old-style names) older than
+    ``max_age_s``. Files of a writer still running (e.g. another shard) are never listed."""
+    host, now, stale = _host(), time.time(), []
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            match = _TMP.match(name)
+            if not match:
+                continue
+            path = os.path.join(dirpath, name)
+            if match.group("host") == host:
+                if not _alive(int(match.group("pid"))):
+                    stale.append(path)
+                continue
+            try:
+                if now - os.stat(path).st_mtime > max_age_s:
+                    stale.append(path)
+            except OSError:
+                continue
+    return sorted(stale)

@@ -9,6 +9,7 @@ float results in the last bits, and parallelism comes from running items side by
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import time
@@ -26,6 +27,12 @@ _RESOURCES: dict[tuple, object] = {}
 _BLAS_PINNED = False
 
 
+_WATCHING: int | None = None
+
+#: seconds to reach a --scheduler (Dask scheduler or Ray cluster) before giving up with exit 2
+SCHEDULER_TIMEOUT_S = float(os.environ.get("FACE3D_SCHEDULER_TIMEOUT", "10"))
+
+
 def _pin_blas_in_worker() -> None:
     """Limit BLAS/OpenMP pools to one thread for the rest of this worker process (once)."""
     global _BLAS_PINNED
@@ -34,6 +41,31 @@ def _pin_blas_in_worker() -> None:
 
         threadpool_limits(limits=1)
         _BLAS_PINNED = True
+
+
+def _watch_parent(pid: int, every_s: float = 0.5) -> None:
+    """In a pool worker: exit as soon as the main process ``pid`` is gone (killed with SIGKILL,
+    say), instead of lingering until loky's idle timeout. Started once per worker process."""
+    global _WATCHING
+    if _WATCHING == pid or pid == os.getpid():
+        return
+    _WATCHING = pid
+
+    def watch():
+        while True:
+            time.sleep(every_s)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:
+                pass
+            if os.getppid() == 1 and pid != 1:  # re-parented to init: the runner died
+                os._exit(1)
+
+    import threading
+
+    threading.Thread(target=watch, name="face3d-parent-watch", daemon=True).start()
 
 
 def available_cores() -> int:
@@ -71,6 +103,8 @@ def execute_task(task: dict) -> list[dict]:
     """
     if task.get("pin_blas"):
         _pin_blas_in_worker()
+    if task.get("parent_pid"):
+        _watch_parent(task["parent_pid"])
     stage = load_stage_class(task["stage_class"])()
     cfg = task["cfg"]
     resources = lambda: stage_resources(stage, cfg, task["fingerprint"])  # noqa: E731
@@ -95,6 +129,22 @@ def execute_task(task: dict) -> list[dict]:
             for item, ctx, result, t in zip(items, ctxs, results, task["items"])]
 
 
+#: errors that say the output side (disk, folder) is broken, not the item
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def is_environment_fault(exc: BaseException, out_dir: str) -> bool:
+    """A full disk or read-only file system anywhere, or a permission error on the output folder."""
+    if not isinstance(exc, OSError):
+        return False
+    if exc.errno in FATAL_ERRNOS:
+        return True
+    if exc.errno in (errno.EACCES, errno.EPERM) and exc.filename:
+        target = os.path.abspath(os.fsdecode(exc.filename))
+        return target == out_dir or target.startswith(out_dir.rstrip(os.sep) + os.sep)
+    return False
+
+
 def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: float) -> dict:
     record = {"key": item.key, "inputs": item.inputs, "seed": ctx.item_seed, "fingerprint": fingerprint}
     if not isinstance(result, Exception):
@@ -113,6 +163,9 @@ def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: 
     if isinstance(result, Exception):
         record.update(status="failed", outputs=[], error_class=type(result).__name__,
                       message=_message(result, item))
+        if is_environment_fault(result, ctx.out_dir):
+            where = os.fsdecode(result.filename) if result.filename else ctx.out_dir
+            record.update(fatal=True, message=f"{where}: {result.strerror or result}")
     record["seconds"] = seconds
     return record
 
@@ -144,6 +197,8 @@ def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None)
         return _run_ray(tasks, jobs, scheduler)
     from joblib import Parallel, delayed
 
+    for task in tasks:  # loky workers exit when this process dies
+        task["parent_pid"] = os.getpid()
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
     return iter(parallel(delayed(execute_task)(t) for t in tasks))
 
@@ -162,6 +217,77 @@ def _run_in_process(tasks: list[dict], jobs: int) -> Iterator[list[dict]]:
         yield from parallel(delayed(execute_task)(t) for t in tasks)
 
 
+def parse_address(address: str, default_scheme: str = "tcp") -> tuple[str, str, int]:
+    """``[scheme://]host:port`` -> (scheme, host, port); raise ConfigError when malformed."""
+    text = address.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = default_scheme, text
+    host, colon, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536 or "/" in rest:
+        raise ConfigError(f"--scheduler {address!r}: expected [{default_scheme}://]HOST:PORT")
+    return scheme, host, int(port)
+
+
+def check_reachable(address: str, what: str, default_scheme: str = "tcp",
+                    timeout: float | None = None) -> None:
+    """Fail fast (ConfigError) when nothing listens at ``address`` within ``timeout`` seconds."""
+    import socket
+
+    _, host, port = parse_address(address, default_scheme)
+    timeout = SCHEDULER_TIMEOUT_S if timeout is None else timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or str(exc))
+        raise ConfigError(f"--scheduler {address}: cannot reach the {what} within {timeout:g} s "
+                          f"({reason})") from None
+
+
+def check_scheduler(backend: str, scheduler: str | None) -> None:
+    """Before any work: a ``--scheduler`` address must be well formed and reachable within
+    :data:`SCHEDULER_TIMEOUT_S` seconds (``FACE3D_SCHEDULER_TIMEOUT``), else ConfigError."""
+    if not scheduler:
+        return
+    if backend == "dask":
+        scheme = scheduler.partition("://")[0] if "://" in scheduler else "tcp"
+        if scheme in ("tcp", "tls"):
+            check_reachable(scheduler, "Dask scheduler")
+        elif scheme not in ("inproc", "ucx", "ws", "wss"):
+            raise ConfigError(f"--scheduler {scheduler!r}: unknown Dask address scheme {scheme!r}")
+    elif backend == "ray" and scheduler != "auto":
+        scheme = scheduler.partition("://")[0] if "://" in scheduler else "ray"
+        if scheme not in ("ray", "tcp"):
+            raise ConfigError(f"--scheduler {scheduler!r}: expected [ray://]HOST:PORT or auto")
+        check_reachable(scheduler, "Ray cluster", default_scheme="ray")
+
+
+def _within(connect, scheduler: str, what: str):
+    """``connect()`` with a hard deadline of SCHEDULER_TIMEOUT_S (+1 s): client libraries can wait
+    forever on a peer that accepts the connection but never answers. Any failure is a ConfigError."""
+    import threading
+
+    result: dict = {}
+
+    def attempt():
+        try:
+            result["value"] = connect()
+        except BaseException as exc:  # noqa: B036 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="face3d-connect", daemon=True)
+    thread.start()
+    thread.join(SCHEDULER_TIMEOUT_S + 1.0)
+    if "value" in result:
+        return result["value"]
+    exc = result.get("error")
+    reason = f"{type(exc).__name__}: {exc}" if exc is not None else "no answer"
+    raise ConfigError(f"--scheduler {scheduler}: cannot connect to the {what} within "
+                      f"{SCHEDULER_TIMEOUT_S:g} s ({reason})")
+
+
 def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[list[dict]]:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -169,7 +295,8 @@ def _run_dask(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[l
         raise ConfigError("--backend dask needs Dask: pip install 'face3d-data[dask]'") from None
     with contextlib.ExitStack() as stack:
         if scheduler:
-            client = stack.enter_context(Client(scheduler))
+            client = stack.enter_context(_within(
+                lambda: Client(scheduler, timeout=SCHEDULER_TIMEOUT_S), scheduler, "Dask scheduler"))
         else:
             cluster = stack.enter_context(LocalCluster(
                 n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -187,7 +314,12 @@ def _run_ray(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[li
         raise ConfigError("--backend ray needs Ray: pip install 'face3d-data[ray]'") from None
     started = not ray.is_initialized()
     if started:
-        ray.init(address=scheduler, num_cpus=None if scheduler else jobs, log_to_driver=False)
+        init = lambda: ray.init(address=scheduler, num_cpus=None if scheduler else jobs,  # noqa: E731
+                                log_to_driver=False)
+        if scheduler:
+            _within(init, scheduler, "Ray cluster")
+        else:
+            init()
     try:
         remote = ray.remote(execute_task)
         pending = [remote.remote(t) for t in tasks]
@@ -197,4 +329,3 @@ def _run_ray(tasks: list[dict], jobs: int, scheduler: str | None) -> Iterator[li
     finally:
         if started:
             ray.shutdown()
-

@@ -17,7 +17,7 @@ import numpy as np
 
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import write_image
-from face3d_data.io.atomic import is_temporary
+from face3d_data.io.atomic import stale_temporaries
 from face3d_data.viz import contact_sheet
 from pipelines.core.config import as_options, build_config, config_hash, plain_config
 from pipelines.core.executor import available_cores, run_tasks, stage_resources
@@ -28,6 +28,11 @@ from pipelines.core.seeding import in_shard, item_seed
 from pipelines.core.stage import Context, Stage
 
 STATE_DIR = ".face3d"
+
+
+class EnvironmentFault(ConfigError):
+    """The machine, not an item, is at fault (disk full, read-only folder): the run stops at once
+    with one message (exit 2) instead of failing every remaining item."""
 
 
 @dataclasses.dataclass
@@ -148,11 +153,16 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     journal.open(truncate=options.overwrite)
     bar = _progress(stage.name, n_pending, options.quiet)
     try:
-        for batch_records in run_tasks(tasks, options.backend, jobs, options.scheduler):
+        results = run_tasks(tasks, options.backend, jobs, options.scheduler)
+        for batch_records in results:
             for record in batch_records:
                 if record["status"] == "ok":
                     journal.append(record)
                     records[record["key"]] = record
+                elif record.get("fatal"):
+                    _stop(results)
+                    raise EnvironmentFault(f"{stage.name}: {record['message']} — stopped; items "
+                                           f"completed so far are kept, rerun to resume")
                 else:
                     failures.append(record)
             if bar is not None:
@@ -192,9 +202,20 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     return summary
 
 
+def _stop(results) -> None:
+    """Cancel the remaining tasks (quietly: joblib warns about cancelled tasks)."""
+    import warnings
+
+    close = getattr(results, "close", None)
+    if close is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            close()
+
+
 def check_run_options(options: RunOptions) -> None:
     """Reject runner options that cannot mean anything (exit 2 from the CLI)."""
-    from pipelines.core.executor import BACKENDS
+    from pipelines.core.executor import BACKENDS, check_scheduler
 
     for name, value, low in (("--seed", options.seed, 0), ("--jobs", options.jobs, 0),
                              ("--limit", options.limit, 0)):
@@ -209,6 +230,7 @@ def check_run_options(options: RunOptions) -> None:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {options.backend!r}")
     if options.scheduler is not None and options.backend not in ("dask", "ray"):
         raise ConfigError(f"--scheduler needs --backend dask or ray (got --backend {options.backend})")
+    check_scheduler(options.backend, options.scheduler)
 
 
 def effective_jobs(options: RunOptions, n_tasks: int) -> int:
@@ -246,17 +268,16 @@ def check_writable(out_dir: str) -> None:
 
 
 def remove_stale_temporaries(out_dir: str) -> int:
-    """Delete the atomic writer's temporary files (``.<name>.tmp-*``) left in ``out_dir`` by a run
-    that was killed; returns how many were removed. Only that exact pattern is touched."""
+    """Delete the atomic writer's temporary files left in ``out_dir`` by a killed run (their
+    writer process is gone; see :func:`face3d_data.io.atomic.stale_temporaries`); files of a
+    writer still running, e.g. another shard, are kept. Returns how many were removed."""
     removed = 0
-    for dirpath, dirs, files in os.walk(out_dir):
-        for name in files:
-            if is_temporary(name):
-                try:
-                    os.unlink(os.path.join(dirpath, name))
-                    removed += 1
-                except OSError:
-                    pass
+    for path in stale_temporaries(out_dir):
+        try:
+            os.unlink(path)
+            removed += 1
+        except OSError:
+            pass
     return removed
 
 
@@ -369,4 +390,17 @@ def print_summary(summary: RunSummary, jobs: int, backend: str) -> None:
         lines.append(f"  preview:  {s.preview}")
     if s.failures:
         lines.append(f"  failures: {s.failures}")
-    print("\n".join(lines), flush=True)
+    try:
+        print("\n".join(lines), flush=True)
+    except BrokenPipeError:  # e.g. piped into head: the reader is gone, the run is not at fault
+        silence_stdout()
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null (after a broken pipe), so later writes and exit do not fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

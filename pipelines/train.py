@@ -24,7 +24,6 @@ import os
 import sys
 from typing import Any
 
-import yaml
 
 from face3d_data.errors import ConfigError, InputError
 
@@ -67,7 +66,7 @@ def _add_option_flags(parser: argparse.ArgumentParser, options) -> None:
 
 def build_config(options, config_file: str | None, sets: list[str], explicit: dict) -> dict:
     """Resolved configuration: YAML defaults < ``config_file`` < ``sets`` < ``explicit`` flags."""
-    from pipelines.core.config import coerce
+    from pipelines.core.config import coerce, overrides
 
     cfg = {k: o.default for k, o in options.items()}
 
@@ -79,23 +78,8 @@ def build_config(options, config_file: str | None, sets: list[str], explicit: di
             value = ",".join(value)  # nargs="+" flag
         cfg[key] = coerce(key, value, options[key].default)
 
-    if config_file:
-        try:
-            with open(config_file, encoding="utf-8") as f:
-                values = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"--config {config_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config {config_file}: invalid YAML: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"--config {config_file}: expected a mapping of option: value")
-        for k, v in values.items():
-            assign(k, v, f"--config {config_file}")
-    for item in sets:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        assign(k.strip(), v, "--set")
+    for k, v, source in overrides(config_file, sets):
+        assign(k, v, source)
     for k, v in explicit.items():
         assign(k, v, f"--{k}")
     return cfg

@@ -149,6 +149,33 @@ def stage_options_type(stage) -> type | None:
     return getattr(stage, "Options", None)
 
 
+def overrides(config_file: str | None, sets: list[str] | None) -> list[tuple[str, Any, str]]:
+    """``(key, value, source)`` of a ``--config`` YAML file (values as parsed), then of each
+    ``--set key=value`` (values as text), in precedence order (later wins).
+
+    Raises:
+        ConfigError: unreadable or malformed file, or a ``--set`` without ``=``.
+    """
+    result: list[tuple[str, Any, str]] = []
+    if config_file:
+        try:
+            with open(config_file, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except OSError as exc:
+            raise ConfigError(f"--config {config_file}: {exc.strerror}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--config {config_file}: invalid YAML: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"--config {config_file}: expected a mapping of option: value")
+        result += [(str(k), v, f"--config {config_file}") for k, v in data.items()]
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        result.append((k.strip(), v, "--set"))
+    return result
+
+
 def build_config(stage, config_file: str | None = None, sets: list[str] | None = None,
                  explicit: dict | None = None):
     """The effective configuration of a stage.
@@ -198,23 +225,8 @@ def build_config(stage, config_file: str | None = None, sets: list[str] | None =
             else:
                 text_keys.discard(key)
 
-    if config_file:
-        try:
-            with open(config_file, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except OSError as exc:
-            raise ConfigError(f"--config {config_file}: {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--config {config_file}: invalid YAML: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"--config {config_file}: expected a mapping of option: value")
-        for k, v in data.items():
-            assign(str(k), v, f"--config {config_file}")
-    for item in sets or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        assign(k.strip(), v, "--set")
+    for k, v, source in overrides(config_file, sets):
+        assign(k, v, source)
     for k, v in (explicit or {}).items():
         assign(k, v, f"--{k}")
     if options_type is None:

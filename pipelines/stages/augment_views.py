@@ -68,7 +68,7 @@ def _npz_bytes(**arrays) -> bytes:
     return buf.getvalue()
 
 
-class AugmentViews(Stage):
+class AugmentViewsStage(Stage):
     name = "augment_views"
     summary = "Out-of-plane views (yaw x pitch) of registered scans with 300W-LP labels, visibility and weights."
     Options = AugmentViewsOptions

@@ -75,7 +75,7 @@ def _find_predictions(folder: str) -> dict:
     return out
 
 
-class EvaluateMeshes(Stage):
+class EvaluateMeshesStage(Stage):
     name = "evaluate_meshes"
     summary = "NoW-style scan-to-mesh error (median / mean / std in mm) of predicted meshes against scans."
     Options = EvaluateMeshesOptions

@@ -97,7 +97,7 @@ def registration_options(cfg):
                               cfg.max_now_median_mm))
 
 
-class RegisterScans(Stage):
+class RegisterScansStage(Stage):
     name = "register_scans"
     summary = "Register 3D scans onto the model topology (landmarks, 3DMM fit, NICP) with a QA record per scan."
     Options = RegisterScansOptions

@@ -53,7 +53,7 @@ from face3d_data.augment.profile_mesh import (
     build_image_mesh,
     face_vertex_mask,
 )
-from face3d_data.render import interpolate, rasterize
+from face3d_data.render import depth_test_visibility, interpolate, rasterize
 from face3d_data.w300lp.pose import angles_to_matrix, check_pose_para, project
 
 #: Mask codes of a profiled view.
@@ -538,23 +538,7 @@ class SubsetVisibility:
         for k in range(3):
             sel = hit & (self._slots[:, k] >= 0)
             drawn[self._slots[sel, k]] = True
-        x, y, z = (v[self.vertices, c].astype(np.float64) for c in range(3))
-        ok = np.isfinite(v[self.vertices]).all(1) & (x > -0.5) & (x < width - 0.5) \
-            & (y > -0.5) & (y < height - 0.5) & (n[:, 2] >= 0)
-        visible = np.zeros(k_n, bool)
-        if not ok.any():
-            return visible
-        xs, ys, zs, nn = x[ok], y[ok], z[ok], n[ok]
-        x0 = np.clip(np.floor(xs), 0, width - 1).astype(int)
-        y0 = np.clip(np.floor(ys), 0, height - 1).astype(int)
-        x1, y1 = np.minimum(x0 + 1, width - 1), np.minimum(y0 + 1, height - 1)
-        d = np.where(raster.mask, raster.depth, np.inf)
-        nearest = np.minimum.reduce([d[y0, x0], d[y0, x1], d[y1, x0], d[y1, x1]])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            slope = np.minimum(np.hypot(nn[:, 0], nn[:, 1]) / np.abs(nn[:, 2]), 100.0)
-        slope = np.where(np.isfinite(slope), slope, 100.0)
-        visible[ok] = (zs >= nearest - tolerance - 1.5 * slope) | drawn[ok]
-        return visible
+        return depth_test_visibility(v[self.vertices], n, drawn, raster, height, width, tolerance)
 
 
 def _fill_nearest(values: np.ndarray, filled: np.ndarray) -> np.ndarray:

@@ -10,11 +10,13 @@ Frame: canonical image frame (0-based, x right, y down, pixel centres at integer
 
 from face3d_data.render.raster import (Raster, interpolate, rasterize, rasterize_batch,
                                        render_attributes, render_attributes_batch, render_texture)
-from face3d_data.render.maps import (DepthMap, depth_visual, ncc_code, render_depth, render_normals,
+from face3d_data.render.maps import (DepthMap, depth_test_visibility, depth_visual, ncc_code,
+                                     render_depth, render_normals,
                                      render_pncc, render_uv, stack_faces, vertex_normals,
                                      vertex_visibility)
 
-__all__ = ["DepthMap", "depth_visual", "ncc_code", "render_depth", "render_normals", "render_pncc",
+__all__ = ["DepthMap", "depth_test_visibility", "depth_visual", "ncc_code", "render_depth", "render_normals",
+           "render_pncc",
            "render_uv", "stack_faces", "vertex_normals", "vertex_visibility",
            "Raster", "rasterize", "interpolate", "render_attributes", "render_texture",
            "rasterize_batch", "render_attributes_batch"]

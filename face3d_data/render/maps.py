@@ -235,11 +235,27 @@ def vertex_visibility(vertices, triangles, height: int, width: int, tolerance: f
     normals = _camera_normals(v, t).astype(np.float64)
     drawn = np.zeros(len(v), bool)
     drawn[t[np.unique(raster.triangle_id[raster.mask])].ravel()] = True
-    x, y, z = (v[:, k].astype(np.float64) for k in range(3))
-    ok = np.isfinite(v).all(1) & (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5)
+    return depth_test_visibility(v, normals, drawn, raster, height, width, tolerance, cull_back_faces)
+
+
+def depth_test_visibility(points, normals, drawn, raster: Raster, height: int, width: int,
+                          tolerance: float = 1.0, cull_back_faces: bool = True) -> np.ndarray:
+    """The visibility rule of :func:`vertex_visibility` for given points, their normals and
+    whether one of their triangles won a pixel (for callers that test a few vertices of a mesh).
+
+    Args:
+        points: (K, 3) canonical image frame; normals: (K, 3) unit, as :func:`render_normals`;
+        drawn: (K,) bool; raster: the mesh's :func:`rasterize`.
+
+    Returns:
+        (K,) bool.
+    """
+    x, y, z = (points[:, k].astype(np.float64) for k in range(3))
+    normals = np.asarray(normals, np.float64)
+    ok = np.isfinite(points).all(1) & (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5)
     if cull_back_faces:
         ok &= normals[:, 2] >= 0
-    visible = np.zeros(len(v), bool)
+    visible = np.zeros(len(points), bool)
     if not ok.any():
         return visible
     xs, ys, zs, n = x[ok], y[ok], z[ok], normals[ok]

@@ -21,17 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from face3d_data.train.rnet_face import euler_to_matrix
+
 __all__ = ["ParamSpace", "rotation_300wlp"]
 
 
 def rotation_300wlp(angles: torch.Tensor) -> torch.Tensor:
     """(B, 3) [pitch, yaw, roll] radians -> (B, 3, 3) ``(Rz·Ry·Rx)ᵀ`` applied as ``R @ p`` (300W-LP)."""
-    x, y, z = angles.unbind(-1)
-    one, zero = torch.ones_like(x), torch.zeros_like(x)
-    rx = torch.stack([one, zero, zero, zero, x.cos(), -x.sin(), zero, x.sin(), x.cos()], -1).view(-1, 3, 3)
-    ry = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], -1).view(-1, 3, 3)
-    rz = torch.stack([z.cos(), -z.sin(), zero, z.sin(), z.cos(), zero, zero, zero, one], -1).view(-1, 3, 3)
-    return (rz @ ry @ rx).transpose(1, 2)
+    return euler_to_matrix(angles).transpose(1, 2)
 
 
 class ParamSpace(nn.Module):

@@ -47,7 +47,7 @@ def read_mesh(path: str | os.PathLike) -> Mesh:
             raise InputError(path, f"unknown mesh extension {ext!r} (use .obj or .ply)")
     except InputError:
         raise
-    except (ValueError, IndexError, struct.error, UnicodeDecodeError) as exc:
+    except (ValueError, IndexError, KeyError, struct.error, UnicodeDecodeError) as exc:
         raise InputError(path, f"malformed mesh file: {exc}") from None
     _validate(path, mesh)
     return mesh
@@ -152,60 +152,109 @@ def _obj_text(mesh: Mesh) -> str:
     return "".join(out)
 
 
-_PLY_TYPES = {"char": "b", "int8": "b", "uchar": "B", "uint8": "B", "short": "h", "int16": "h",
-              "ushort": "H", "uint16": "H", "int": "i", "int32": "i", "uint": "I", "uint32": "I",
-              "float": "f", "float32": "f", "double": "d", "float64": "d"}
+_PLY_DTYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
+               "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
+               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
 
 
-def _read_ply(path: str) -> Mesh:
+def read_ply_arrays(path: str) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
+    """The vertex properties and the faces of a PLY file (ascii, binary little or big endian).
+
+    Returns:
+        ``({property name: (N,) array in its stored dtype (float64 for ascii)}`` or None when the
+        file has no vertex element, ``faces``: (M, 3) int64 0-based, polygons fanned into
+        triangles, or None when it has no face element``)``.
+    Raises:
+        InputError: not a PLY file, or an unsupported format.
+    """
     with open(path, "rb") as f:
         data = f.read()
     end = data.find(b"end_header")
     if not data.startswith(b"ply") or end < 0:
         raise InputError(path, "not a PLY file (missing 'ply' magic or 'end_header')")
-    header = data[:end].decode("ascii").splitlines()
+    header = data[:end].decode("ascii", errors="replace").splitlines()
     body = data[data.index(b"\n", end) + 1:]
-    fmt = next((l.split()[1] for l in header if l.startswith("format")), None)
-    elements: list[tuple[str, int, list]] = []
+    fmt = next((ln.split()[1] for ln in header if ln.startswith("format")), "")
+    elements = []
     for line in header:
         p = line.split()
         if p and p[0] == "element":
-            elements.append((p[1], int(p[2]), []))
+            elements.append([p[1], int(p[2]), []])
         elif p and p[0] == "property":
             elements[-1][2].append(p[1:])
     if fmt == "ascii":
-        values = iter(body.decode("ascii").split())
-        read = lambda t: float(next(values))  # noqa: E731
-    elif fmt in ("binary_little_endian", "binary_big_endian"):
-        order = "<" if fmt == "binary_little_endian" else ">"
-        offset = [0]
-
-        def read(t):
-            code = order + _PLY_TYPES[t]
-            value = struct.unpack_from(code, body, offset[0])[0]
-            offset[0] += struct.calcsize(code)
-            return value
-    else:
+        return _ply_ascii(body, elements)
+    if fmt not in ("binary_little_endian", "binary_big_endian"):
         raise InputError(path, f"unsupported PLY format {fmt!r}")
-    table: dict[str, dict[str, list]] = {}
+    order = "<" if fmt == "binary_little_endian" else ">"
+    offset = 0
+    vert, faces = None, None
     for name, count, props in elements:
-        cols: dict[str, list] = {p[-1]: [] for p in props}
-        for _ in range(count):
-            for p in props:
-                if p[0] == "list":
-                    n = int(read(p[1]))
-                    cols[p[-1]].append([int(read(p[2])) for _ in range(n)])
-                else:
-                    cols[p[-1]].append(read(p[0]))
-        table[name] = cols
-    vert = table.get("vertex", {})
-    if not all(k in vert for k in "xyz"):
+        if any(p[0] == "list" for p in props):
+            if len(props) != 1:
+                raise InputError(path, f"PLY element {name!r}: lists mixed with other properties")
+            cnt_t, idx_t = _PLY_DTYPES[props[0][1]], _PLY_DTYPES[props[0][2]]
+            # fast path: every polygon is a triangle
+            rec = np.dtype([("n", order + cnt_t), ("i", order + idx_t, (3,))])
+            arr = np.frombuffer(body, rec, count=count, offset=offset) if count else np.zeros(0, rec)
+            if count and np.all(arr["n"] == 3):
+                offset += rec.itemsize * count
+                lists = arr["i"].astype(np.int64)
+            else:
+                lists, offset = _ply_lists(body, offset, count, order + cnt_t, order + idx_t)
+            if name == "face":
+                faces = lists
+        else:
+            rec = np.dtype([(p[1], order + _PLY_DTYPES[p[0]]) for p in props])
+            arr = np.frombuffer(body, rec, count=count, offset=offset)
+            offset += rec.itemsize * count
+            if name == "vertex":
+                vert = {n: arr[n] for n in rec.names}
+    return vert, faces
+
+
+def _ply_lists(body, offset, count, cnt_t, idx_t):
+    cnt_dt, idx_dt = np.dtype(cnt_t), np.dtype(idx_t)
+    tris = []
+    for _ in range(count):
+        n = int(np.frombuffer(body, cnt_dt, 1, offset)[0])
+        offset += cnt_dt.itemsize
+        poly = np.frombuffer(body, idx_dt, n, offset).astype(np.int64)
+        offset += idx_dt.itemsize * n
+        tris += [(poly[0], poly[k], poly[k + 1]) for k in range(1, n - 1)]
+    return np.asarray(tris, np.int64).reshape(-1, 3), offset
+
+
+def _ply_ascii(body, elements):
+    lines = body.decode("ascii", errors="replace").splitlines()
+    pos = 0
+    vert, faces = None, None
+    for name, count, props in elements:
+        rows = lines[pos:pos + count]
+        pos += count
+        if any(p[0] == "list" for p in props):
+            tris = []
+            for r in rows:
+                vals = [int(float(x)) for x in r.split()]
+                n = vals[0]
+                poly = vals[1:1 + n]
+                tris += [(poly[0], poly[k], poly[k + 1]) for k in range(1, n - 1)]
+            if name == "face":
+                faces = np.asarray(tris, np.int64).reshape(-1, 3)
+        else:
+            arr = np.array([r.split() for r in rows], np.float64).reshape(count, len(props))
+            if name == "vertex":
+                vert = {p[1]: arr[:, i] for i, p in enumerate(props)}
+    return vert, faces
+
+
+def _read_ply(path: str) -> Mesh:
+    vert, faces = read_ply_arrays(path)
+    if vert is None or not all(k in vert for k in "xyz"):
         raise InputError(path, "PLY has no vertex x/y/z properties")
     vertices = np.stack([np.asarray(vert[k], np.float32) for k in "xyz"], axis=1)
-    faces = table.get("face", {})
-    lists = faces.get("vertex_indices", faces.get("vertex_index", []))
-    tris = [t for poly in lists for t in _fan(poly)]
-    mesh = Mesh(vertices, np.asarray(tris, np.int32).reshape(-1, 3))
+    triangles = np.zeros((0, 3), np.int32) if faces is None else faces.astype(np.int32)
+    mesh = Mesh(vertices, triangles)
     if all(k in vert for k in ("red", "green", "blue")):
         mesh.colors = np.stack([np.asarray(vert[k], np.float32) for k in ("red", "green", "blue")], 1) / 255.0
     return mesh

@@ -31,6 +31,7 @@ import re
 import numpy as np
 
 from face3d_data.errors import InputError
+from face3d_data.io.mesh import read_ply_arrays
 
 SCAN_EXTENSIONS = (".obj", ".ply")
 LANDMARK_SUFFIXES = ("_landmarks.npy", "_landmarks.ljson", "_landmarks.txt")
@@ -176,97 +177,14 @@ def _obj_texture(path: str, mtllibs: list[str]):
 
 
 # ---------------------------------------------------------------------------------------- PLY
-_PLY_DTYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-               "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-               "float": "f4", "float32": "f4", "double": "f8", "float64": "f8"}
-
-
 def _read_ply(path: str) -> Scan:
-    with open(path, "rb") as f:
-        data = f.read()
-    end = data.find(b"end_header")
-    if not data.startswith(b"ply") or end < 0:
-        raise InputError(path, "not a PLY file (missing 'ply' magic or 'end_header')")
-    header = data[:end].decode("ascii", errors="replace").splitlines()
-    body = data[data.index(b"\n", end) + 1:]
-    fmt = next((ln.split()[1] for ln in header if ln.startswith("format")), "")
-    elements = []
-    for line in header:
-        p = line.split()
-        if p and p[0] == "element":
-            elements.append([p[1], int(p[2]), []])
-        elif p and p[0] == "property":
-            elements[-1][2].append(p[1:])
-    if fmt == "ascii":
-        return _ply_ascii(path, body, elements)
-    if fmt not in ("binary_little_endian", "binary_big_endian"):
-        raise InputError(path, f"unsupported PLY format {fmt!r}")
-    order = "<" if fmt == "binary_little_endian" else ">"
-    offset = 0
-    vert, faces = None, None
-    for name, count, props in elements:
-        if any(p[0] == "list" for p in props):
-            if len(props) != 1:
-                raise InputError(path, f"PLY element {name!r}: lists mixed with other properties")
-            cnt_t, idx_t = _PLY_DTYPES[props[0][1]], _PLY_DTYPES[props[0][2]]
-            # fast path: every polygon is a triangle
-            rec = np.dtype([("n", order + cnt_t), ("i", order + idx_t, (3,))])
-            arr = np.frombuffer(body, rec, count=count, offset=offset) if count else np.zeros(0, rec)
-            if count and np.all(arr["n"] == 3):
-                offset += rec.itemsize * count
-                lists = arr["i"].astype(np.int64)
-            else:
-                lists, offset = _ply_lists(body, offset, count, order + cnt_t, order + idx_t)
-            if name == "face":
-                faces = lists
-        else:
-            rec = np.dtype([(p[1], order + _PLY_DTYPES[p[0]]) for p in props])
-            arr = np.frombuffer(body, rec, count=count, offset=offset)
-            offset += rec.itemsize * count
-            if name == "vertex":
-                vert = arr
-    return _ply_scan(path, vert, faces)
-
-
-def _ply_lists(body, offset, count, cnt_t, idx_t):
-    cnt_dt, idx_dt = np.dtype(cnt_t), np.dtype(idx_t)
-    tris = []
-    for _ in range(count):
-        n = int(np.frombuffer(body, cnt_dt, 1, offset)[0])
-        offset += cnt_dt.itemsize
-        poly = np.frombuffer(body, idx_dt, n, offset).astype(np.int64)
-        offset += idx_dt.itemsize * n
-        tris += [(poly[0], poly[k], poly[k + 1]) for k in range(1, n - 1)]
-    return np.asarray(tris, np.int64).reshape(-1, 3), offset
-
-
-def _ply_ascii(path, body, elements):
-    lines = body.decode("ascii", errors="replace").splitlines()
-    pos = 0
-    vert, faces = None, None
-    for name, count, props in elements:
-        rows = lines[pos:pos + count]
-        pos += count
-        if any(p[0] == "list" for p in props):
-            tris = []
-            for r in rows:
-                vals = [int(float(x)) for x in r.split()]
-                n = vals[0]
-                poly = vals[1:1 + n]
-                tris += [(poly[0], poly[k], poly[k + 1]) for k in range(1, n - 1)]
-            if name == "face":
-                faces = np.asarray(tris, np.int64).reshape(-1, 3)
-        else:
-            arr = np.array([r.split() for r in rows], np.float64).reshape(count, len(props))
-            if name == "vertex":
-                vert = {p[1]: arr[:, i] for i, p in enumerate(props)}
-    return _ply_scan(path, vert, faces)
+    return _ply_scan(path, *read_ply_arrays(path))
 
 
 def _ply_scan(path, vert, faces) -> Scan:
     if vert is None:
         raise InputError(path, "PLY has no vertex element")
-    names = vert.dtype.names if hasattr(vert, "dtype") else tuple(vert)
+    names = tuple(vert)
     if not all(k in names for k in "xyz"):
         raise InputError(path, "PLY has no vertex x/y/z properties")
     v = np.stack([np.asarray(vert[k], np.float64) for k in "xyz"], 1)
@@ -275,9 +193,8 @@ def _ply_scan(path, vert, faces) -> Scan:
                if a in names), None)
     if cn is not None:
         raw = np.stack([np.asarray(vert[k]) for k in cn], 1)
-        kind = raw.dtype.kind if hasattr(vert, "dtype") else "f"
         c = raw.astype(np.float32)
-        colors = c / 255.0 if (hasattr(vert, "dtype") and kind in "iu") or c.max() > 1.0 else c
+        colors = c / 255.0 if raw.dtype.kind in "iu" or c.max() > 1.0 else c
     if faces is None or len(faces) == 0:
         raise InputError(path, "scan has no triangles (a point cloud cannot be registered)")
     t = np.asarray(faces, np.int64)

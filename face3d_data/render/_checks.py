@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from face3d_data.cores import available_cores
+
 
 def as_vertices(vertices, name: str = "vertices") -> np.ndarray:
     """(N, 3) float32 C-contiguous copy-or-view; NaN/inf allowed (such triangles draw nothing)."""
@@ -63,12 +65,7 @@ def as_attributes(attributes, n_vertices: int, name: str = "attributes") -> tupl
 def as_threads(num_threads) -> int:
     """None -> every core this process may use; otherwise a positive integer."""
     if num_threads is None:
-        try:
-            import os
-            return max(1, len(os.sched_getaffinity(0)))
-        except (AttributeError, OSError):
-            import os
-            return max(1, os.cpu_count() or 1)
+        return available_cores()
     if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
         raise ValueError(f"num_threads: expected a positive integer or None, got {num_threads!r}")
     return int(num_threads)

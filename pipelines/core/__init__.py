@@ -1,7 +1,7 @@
 """The stage runner: configuration, parallel execution, resuming, manifests, previews."""
 
+from face3d_data.cores import available_cores
 from pipelines.core.config import build_config, config_hash, load_options
-from pipelines.core.executor import available_cores
 from pipelines.core.manifest import read_manifest
 from pipelines.core.options import StageOptions
 from pipelines.core.runner import RunOptions, RunSummary, run_stage

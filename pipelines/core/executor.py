@@ -68,17 +68,6 @@ def _watch_parent(pid: int, every_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="face3d-parent-watch", daemon=True).start()
 
 
-def available_cores() -> int:
-    """The number of cores this process may run on (its CPU affinity, else the machine's count).
-
-    The one definition of "all cores" used by the runner (``--jobs 0``, the cap on ``--jobs``).
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def load_stage_class(path: str):
     """Import ``"package.module:ClassName"``."""
     module, _, name = path.partition(":")

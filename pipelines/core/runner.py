@@ -15,12 +15,13 @@ import time
 
 import numpy as np
 
+from face3d_data.cores import available_cores
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import write_image
 from face3d_data.io.atomic import stale_temporaries
 from face3d_data.viz import contact_sheet
 from pipelines.core.config import as_options, build_config, config_hash, plain_config
-from pipelines.core.executor import available_cores, run_tasks, stage_resources
+from pipelines.core.executor import run_tasks, stage_resources
 from pipelines.core.fingerprint import AssetHasher, item_fingerprint, run_fingerprint
 from pipelines.core.journal import Journal, is_complete, load_all, locked
 from pipelines.core.manifest import printable, run_metadata, write_failures, write_manifest

@@ -3,9 +3,7 @@ single run byte for byte (per-shard manifests and runner state excepted), for ev
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -42,11 +40,9 @@ BESIDE = {"data_preparation": "photos"}
 
 ORDERS = [(0, 1, 2), (2, 0, 1)]
 
-# Timings some stages write into output files (not reproducible by nature; removed before comparing).
-# They belong in the manifest (request to the stage owners): build_model's load_seconds,
-# register_scans' timing_s in qa.json and its seconds column in index.csv.
-VOLATILE_JSON = {"model_report.json": ("load_seconds",), "qa.json": ("timing_s",)}
-VOLATILE_CSV = {"index.csv": ("seconds",)}
+# Timings a stage writes into output files (not reproducible by nature; removed before comparing).
+# build_model's load_seconds belongs in the manifest (request to its owner).
+VOLATILE_JSON = {"model_report.json": ("load_seconds",)}
 
 
 def _content(path, name):
@@ -57,12 +53,6 @@ def _content(path, name):
         for key in VOLATILE_JSON[name]:
             report.pop(key, None)
         data = json.dumps(report, sort_keys=True).encode()
-    elif name in VOLATILE_CSV:
-        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"))))
-        for row in rows:
-            for key in VOLATILE_CSV[name]:
-                row.pop(key, None)
-        data = json.dumps(rows).encode()
     return data
 
 

@@ -5,9 +5,9 @@ compile into ``face3d_data._raster``; OpenMP is used when the compiler supports 
 """
 
 import os
+import subprocess
 import sys
 import tempfile
-import subprocess
 
 from setuptools import Extension, find_packages, setup
 
@@ -30,8 +30,8 @@ def _openmp_flags():
 
 
 def _extensions():
-    from Cython.Build import cythonize
     import numpy
+    from Cython.Build import cythonize
 
     omp_compile, omp_link = _openmp_flags()
     ext = Extension(

@@ -24,8 +24,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from face3d_data.morphable import builtin_model  # noqa: E402
-from face3d_data.w300lp.synth import synthesize  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
+from face3d_data.w300lp.synth import synthesize  # noqa: E402
 
 
 def best_of(fn, repeats: int) -> float:

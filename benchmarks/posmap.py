@@ -33,13 +33,20 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from face3d_data.io import (encode_image, read_image, read_mat, write_bytes,  # noqa: E402
-                            write_image, write_mat)
-from face3d_data.w300lp.pose import project  # noqa: E402
+from face3d_data.io import encode_image, read_image, read_mat, write_bytes, write_image, write_mat  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
-from face3d_data.posmap import (apply_affine, build_uv_assets, crop_image, crop_matrix,  # noqa: E402
-                                crop_vertices, landmark_crop_box, preview_image,
-                                projection_affine, render_position_map)
+from face3d_data.posmap import (  # noqa: E402
+    apply_affine,
+    build_uv_assets,
+    crop_image,
+    crop_matrix,
+    crop_vertices,
+    landmark_crop_box,
+    preview_image,
+    projection_affine,
+    render_position_map,
+)
+from face3d_data.w300lp.pose import project  # noqa: E402
 
 
 def make_dataset(root: str, model, samples: int, unique: int, seed: int = 0,

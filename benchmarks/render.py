@@ -25,8 +25,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from face3d_data.render import (ncc_code, rasterize, rasterize_batch, render_attributes,  # noqa: E402
-                                render_attributes_batch, render_pncc, render_uv)
+from face3d_data.render import (  # noqa: E402
+    ncc_code,
+    rasterize,
+    rasterize_batch,
+    render_attributes,
+    render_attributes_batch,
+    render_pncc,
+    render_uv,
+)
 from face3d_data.render._checks import as_threads  # noqa: E402
 from face3d_data.render.reference import reference_rasterize  # noqa: E402
 

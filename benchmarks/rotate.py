@@ -23,8 +23,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks.posmap import list_pairs, make_dataset  # noqa: E402
-from face3d_data.augment import (angle_suffix, in_plane_rotation, rotate_image,  # noqa: E402
-                                 rotate_label_fields)
+from face3d_data.augment import angle_suffix, in_plane_rotation, rotate_image, rotate_label_fields  # noqa: E402
 from face3d_data.io import encode_image, encode_mat, read_image, read_mat, write_bytes  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 

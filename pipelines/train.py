@@ -24,7 +24,6 @@ import os
 import sys
 from typing import Any
 
-
 from face3d_data.errors import ConfigError, InputError
 
 TASK_NAMES = ("prnet", "rnet", "params")

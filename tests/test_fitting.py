@@ -8,8 +8,8 @@ from face3d_data.fitting.landmark_basis import landmark_basis
 from face3d_data.fitting.synthetic import synthetic_faces
 from face3d_data.morphable import MorphableModel
 from face3d_data.morphable.builtin import builtin_model
-from face3d_data.w300lp.pose import project
 from face3d_data.morphable.testing import random_model
+from face3d_data.w300lp.pose import project
 
 
 @pytest.fixture(scope="module")

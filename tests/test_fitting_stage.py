@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import run_named
 
 from face3d_data.coords import canonical_to_pt2d
 from face3d_data.fitting.synthetic import synthetic_faces
@@ -14,7 +15,6 @@ from face3d_data.io import write_image, write_landmarks_txt, write_mat, write_pt
 from face3d_data.morphable.builtin import builtin_model
 from face3d_data.w300lp import read_labels
 from face3d_data.w300lp.pose import project
-from conftest import run_named
 
 
 @pytest.fixture(scope="module")

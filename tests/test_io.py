@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import scipy.io
 
-from face3d_data.errors import InputError
 from face3d_data import io
+from face3d_data.errors import InputError
 
 
 def test_image_round_trip_png_and_conversions(tmp_path):

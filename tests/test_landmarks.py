@@ -5,9 +5,17 @@ import pytest
 from skimage import data
 
 from face3d_data.errors import ConfigError
-from face3d_data.landmarks import (NoFaceError, align_img, box_from_points5, detect_faces,
-                                   detect_landmarks68, five_from_68, landmarks5, landmarks68,
-                                   standard_landmarks_3d5)
+from face3d_data.landmarks import (
+    NoFaceError,
+    align_img,
+    box_from_points5,
+    detect_faces,
+    detect_landmarks68,
+    five_from_68,
+    landmarks5,
+    landmarks68,
+    standard_landmarks_3d5,
+)
 from tests.test_align import FACE_TEMPLATE
 
 

@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 import scipy.io
+from conftest import run_named
 
 from face3d_data.morphable import MorphableModel, load_model
 from face3d_data.morphable.testing import write_bfm_fixtures
-from conftest import run_named
 
 
 def run(out, **options):

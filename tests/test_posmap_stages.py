@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 import pytest
+from conftest import run_named
 
 from face3d_data.coords import canonical_to_pt2d
 from face3d_data.errors import InputError
@@ -14,7 +15,6 @@ from face3d_data.io import load_npy, read_datalist, read_image, read_mat, write_
 from face3d_data.morphable.testing import smooth_model
 from face3d_data.posmap import decode_landmarks
 from face3d_data.w300lp import project
-from conftest import run_named
 from pipelines.core import read_manifest
 
 NAMES = ["AFW/AFW_100_1_0", "AFW/AFW_100_1_1", "AFW_Flip/AFW_100_1_0", "HELEN/HELEN_7_2_0",

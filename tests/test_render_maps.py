@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from face3d_data.render import (depth_visual, ncc_code, render_depth, render_normals, render_pncc,
-                                render_uv, vertex_normals, vertex_visibility)
+from face3d_data.render import (
+    depth_visual,
+    ncc_code,
+    render_depth,
+    render_normals,
+    render_pncc,
+    render_uv,
+    vertex_normals,
+    vertex_visibility,
+)
 
 SIZE, CENTRE, RADIUS = 64, 31.5, 26.0
 

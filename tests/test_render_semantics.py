@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from face3d_data.render import (rasterize, rasterize_batch, render_attributes,
-                                render_attributes_batch, render_texture)
+from face3d_data.render import rasterize, rasterize_batch, render_attributes, render_attributes_batch, render_texture
 
 
 def _coverage(vertices, triangles, h, w):

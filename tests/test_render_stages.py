@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import run_named
 
 from face3d_data.io import load_npy, read_image, write_image, write_mat
 from face3d_data.morphable.testing import random_model
 from face3d_data.render import ncc_code, render_depth, render_pncc
 from face3d_data.w300lp import project
-from conftest import run_named
 
 NAMES = ["AFW/AFW_1_1_0", "HELEN/HELEN_2_1_3"]
 SIZE = 96

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from face3d_data.render import rasterize as np_rasterize, render_attributes
+from face3d_data.render import rasterize as np_rasterize
+from face3d_data.render import render_attributes
 from face3d_data.render.torch import interpolate, nvdiffrast_available, rasterize
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")

@@ -12,12 +12,12 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
+from runner_stages import PairStage
 
 from face3d_data.errors import ConfigError
 from face3d_data.io import write_mat
 from pipelines.core import RunOptions, read_manifest, run_stage
 from pipelines.core.seeding import in_shard, item_seed
-from runner_stages import PairStage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

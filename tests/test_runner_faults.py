@@ -13,11 +13,11 @@ import sys
 import time
 
 import pytest
+from runner_stages import PairStage
 
 from face3d_data.io import atomic
 from pipelines.core import RunOptions, read_manifest, run_stage
 from pipelines.run import main
-from runner_stages import PairStage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -7,11 +7,11 @@ import hashlib
 import os
 
 import pytest
+from runner_stages import PairStage
 
 from face3d_data.errors import ConfigError
 from pipelines.core import Item, RunOptions, run_stage
 from pipelines.run import main
-from runner_stages import PairStage
 
 
 def tree_digest(root):

@@ -80,8 +80,9 @@ def test_posmap_over_awkward_names_finishes_and_writes_its_manifest(tmp_path, ca
 
 
 def test_non_utf8_names_become_rows_in_manifest_and_failures(pair_folder, tmp_path):
-    from pipelines.core import RunOptions, run_stage
     from runner_stages import PairStage
+
+    from pipelines.core import RunOptions, run_stage
 
     folder = os.fsencode(str(pair_folder / "AFW"))
     os.rename(os.path.join(folder, b"img_01.jpg"), os.path.join(folder, b"caf\xe9.jpg"))

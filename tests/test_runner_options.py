@@ -8,6 +8,7 @@ import os
 import pickle
 
 import pytest
+from runner_stages import TYPED_YAML, TypedOptions, TypedPairStage
 
 import pipelines.core.config as config_module
 import pipelines.registry as registry
@@ -15,7 +16,6 @@ from face3d_data.errors import ConfigError
 from pipelines.core import RunOptions, StageOptions, build_config, run_stage
 from pipelines.core.options import convert, field_specs, make_options
 from pipelines.core.stage import Context
-from runner_stages import TYPED_YAML, TypedOptions, TypedPairStage
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 import os
 
 import pytest
+from runner_stages import TYPED_YAML, TypedPairStage
 
 import face3d_data
-from face3d_data.io import read_mat, write_mat
 import pipelines.core.config as config_module
 import pipelines.registry as registry
+from face3d_data.io import read_mat, write_mat
 from pipelines.core import RunOptions, build_config, run_stage
-from runner_stages import TYPED_YAML, TypedPairStage
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import os
 
 import numpy as np
 import pytest
-
 from conftest import make_pair, run_named
+
 from face3d_data.errors import ConfigError
 from face3d_data.morphable.testing import random_model
 from pipelines.core import StageOptions, build_config

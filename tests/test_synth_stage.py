@@ -4,12 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_named
 
 from face3d_data.errors import ConfigError
 from face3d_data.io import read_datalist
 from face3d_data.morphable import builtin_model
 from face3d_data.w300lp import find_samples, project, read_labels, read_pts_mat
-from conftest import run_named
 
 
 def run(tmp_path, **options):

@@ -7,8 +7,7 @@ import pytest
 
 from face3d_data.morphable import REGIONS
 from face3d_data.morphable.testing import random_model
-from face3d_data.posmap import (DEFAULT_WEIGHT_LEVELS, build_uv_assets, triangulate_mask,
-                                uv_to_texels)
+from face3d_data.posmap import DEFAULT_WEIGHT_LEVELS, build_uv_assets, triangulate_mask, uv_to_texels
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,16 @@ Every writer is atomic (temporary file + ``os.replace``) and deterministic; ever
 from face3d_data.io.arrays import encode_npz, load_npy, save_npy, save_npz
 from face3d_data.io.atomic import atomic_write, write_bytes, write_text
 from face3d_data.io.datalist import read_datalist, relative_path, write_datalist
-from face3d_data.io.images import (IMAGE_EXTENSIONS, PHOTO_EXTENSIONS, encode_image,
-                                   is_image_file, list_images, read_image, write_image, write_png16)
+from face3d_data.io.images import (
+                                   IMAGE_EXTENSIONS,
+                                   PHOTO_EXTENSIONS,
+                                   encode_image,
+                                   is_image_file,
+                                   list_images,
+                                   read_image,
+                                   write_image,
+                                   write_png16,
+)
 from face3d_data.io.landmarks import read_landmarks, write_landmarks_txt, write_pts
 from face3d_data.io.mat import check_field, encode_mat, read_mat, write_mat
 from face3d_data.io.mesh import Mesh, read_mesh, write_mesh

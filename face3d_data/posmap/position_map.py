@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from face3d_data.posmap.keypoint_weights import (KeypointWeights, bilinear_weights, decode_with_weights,
-                                                 weighted_texels)
+from face3d_data.posmap.keypoint_weights import KeypointWeights, bilinear_weights, decode_with_weights, weighted_texels
 from face3d_data.posmap.uv_assets import UVAssets
 from face3d_data.render import interpolate
 

@@ -8,12 +8,28 @@
 Frame: canonical image frame (0-based, x right, y down, pixel centres at integers); z larger = closer.
 """
 
-from face3d_data.render.raster import (Raster, interpolate, rasterize, rasterize_batch,
-                                       render_attributes, render_attributes_batch, render_texture)
-from face3d_data.render.maps import (DepthMap, depth_test_visibility, depth_visual, ncc_code,
-                                     render_depth, render_normals,
-                                     render_pncc, render_uv, stack_faces, vertex_normals,
-                                     vertex_visibility)
+from face3d_data.render.maps import (
+                                       DepthMap,
+                                       depth_test_visibility,
+                                       depth_visual,
+                                       ncc_code,
+                                       render_depth,
+                                       render_normals,
+                                       render_pncc,
+                                       render_uv,
+                                       stack_faces,
+                                       vertex_normals,
+                                       vertex_visibility,
+)
+from face3d_data.render.raster import (
+                                       Raster,
+                                       interpolate,
+                                       rasterize,
+                                       rasterize_batch,
+                                       render_attributes,
+                                       render_attributes_batch,
+                                       render_texture,
+)
 
 __all__ = ["DepthMap", "depth_test_visibility", "depth_visual", "ncc_code", "render_depth", "render_normals",
            "render_pncc",

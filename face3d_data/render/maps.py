@@ -15,7 +15,6 @@ import numpy as np
 from face3d_data.render._checks import as_attributes, as_triangles, as_vertices
 from face3d_data.render.raster import Raster, interpolate, rasterize, render_attributes
 
-
 # ----------------------------------------------------------------------------------------------
 # meshes
 

@@ -16,8 +16,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from face3d_data import _raster
-from face3d_data.render._checks import (as_attributes, as_size, as_threads, as_triangles,
-                                        as_vertices)
+from face3d_data.render._checks import as_attributes, as_size, as_threads, as_triangles, as_vertices
 
 
 class Raster(NamedTuple):

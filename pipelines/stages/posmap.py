@@ -25,9 +25,20 @@ import numpy as np
 from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import load_npy, read_image, save_npy, write_datalist, write_image
 from face3d_data.morphable.require import require_model
-from face3d_data.posmap import (CoverageError, batch_vertices, build_uv_assets, check_weight_levels, identity_of,
-                                make_posmap_sample, preview_image, projection_affine, selected_by_key,
-                                split_of, storage_array, write_uv_assets)
+from face3d_data.posmap import (
+    CoverageError,
+    batch_vertices,
+    build_uv_assets,
+    check_weight_levels,
+    identity_of,
+    make_posmap_sample,
+    preview_image,
+    projection_affine,
+    selected_by_key,
+    split_of,
+    storage_array,
+    write_uv_assets,
+)
 from face3d_data.w300lp import check_data_root, dataset_inputs, model_coefficients, read_labels
 from pipelines.core import Item, Stage, StageOptions
 

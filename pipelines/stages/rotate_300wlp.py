@@ -23,8 +23,14 @@ from face3d_data.errors import ConfigError, InputError
 from face3d_data.io import read_image, read_mat, write_image, write_mat
 from face3d_data.morphable.require import require_model
 from face3d_data.viz import draw_landmarks
-from face3d_data.w300lp import (check_data_root, dataset_inputs, labels_from_fields, landmarks_from_params,
-                                points_to_canonical, read_label_fields)
+from face3d_data.w300lp import (
+    check_data_root,
+    dataset_inputs,
+    labels_from_fields,
+    landmarks_from_params,
+    points_to_canonical,
+    read_label_fields,
+)
 from pipelines.core import Item, Stage, StageOptions
 
 

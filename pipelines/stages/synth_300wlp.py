@@ -25,8 +25,7 @@ from face3d_data.io import list_images, read_image, read_mat, write_datalist, wr
 from face3d_data.morphable.require import require_model
 from face3d_data.viz import draw_landmarks
 from face3d_data.w300lp import label_vector, points_to_canonical, write_labels, write_pts_mat
-from face3d_data.w300lp.synth import (PoseDistribution, identity_rng, identity_split, sample_coefficients,
-                                      synthesize)
+from face3d_data.w300lp.synth import PoseDistribution, identity_rng, identity_split, sample_coefficients, synthesize
 from pipelines.core import Item, Stage, StageOptions
 
 

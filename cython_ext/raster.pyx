@@ -1,8 +1,10 @@
 # cython: language_level=3
 """Z-buffer rasterisation kernels, compiled to ``face3d_data._raster``.
 
-These are the hot loops only. They trust their inputs: the Python wrappers in
-``face3d_data.render`` check dtypes, shapes, contiguity and index ranges first.
+These are the hot loops only. The Python wrappers in ``face3d_data.render`` check dtypes,
+shapes and contiguity; the kernels check every vertex index (and every triangle id they read) as
+they go, for no separate pass over the mesh, and report the first bad one to the wrapper, which
+raises. Output buffers need not be initialised: the kernels fill them first.
 
 Semantics (see docs/rendering.md):
 
@@ -187,19 +189,21 @@ cdef void fill_target(const Target* dst, Py_ssize_t n_pixels, float background) 
             dst.out[p] = background
 
 
-cdef void raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
-                      Py_ssize_t n_triangles, int height, const Target* dst,
-                      long long* codes) noexcept nogil:
+cdef Py_ssize_t raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* triangles,
+                            Py_ssize_t n_triangles, int height, const Target* dst,
+                            long long* codes) noexcept nogil:
     """Z-buffer ``n_triangles`` triangles into the buffers of ``dst``, initialised by the caller.
 
-    vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order, indices valid; image
-    height x dst.width; codes: scratch for at least N int64.
+    vertices: (N, 3) float32 C order; triangles: (M, 3) int32 C order; image height x dst.width;
+    codes: scratch for at least N int64. Returns -1, or the first triangle with a vertex index
+    outside [0, N) (drawing stops there: the buffers then hold a partial image).
 
     Edge function of edge (a, b) at pixel p: cross(a - p, b - p) in float64. Swapping a and b
     negates it exactly, so the two triangles of a shared edge agree bit for bit on which side a
     pixel centre lies; ties (exactly 0) go by the top-left rule.
     """
     cdef Py_ssize_t t, v
+    cdef size_t n = <size_t>n_vertices
     cdef int width = dst.width
     cdef int i0, i1, i2, px0, px1, py0, py1, x, y, k1, k2
     cdef long long c0, c1, c2, same
@@ -217,6 +221,9 @@ cdef void raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* t
         i0 = triangles[3 * t]
         i1 = triangles[3 * t + 1]
         i2 = triangles[3 * t + 2]
+        # the index check: a negative int converts to a huge size_t, so one compare per vertex
+        if (<size_t>i0 >= n) | (<size_t>i1 >= n) | (<size_t>i2 >= n):
+            return t
         c0 = codes[i0]
         c1 = codes[i1]
         c2 = codes[i2]
@@ -256,14 +263,21 @@ cdef void raster_mesh(const float* vertices, Py_ssize_t n_vertices, const int* t
         for y in range(py0, py1 + 1):
             for x in range(px0, px1 + 1):
                 _shade_pixel(x, y, x0, y0, z0, x1, y1, z1, x2, y2, z2, inv_area, t, k1, k2, &target)
+    return -1
 
 
-cdef void interpolate_pixels(const float* attributes, int channels, const int* triangles,
-                             const int* triangle_id, const float* barycentric,
-                             Py_ssize_t n_pixels, float background, float* out) noexcept nogil:
-    """out[p, c] = sum_k bary[p, k] * attributes[tri[id[p], k], c]; background where id < 0."""
+cdef Py_ssize_t interpolate_pixels(const float* attributes, Py_ssize_t n_vertices, int channels,
+                                   const int* triangles, Py_ssize_t n_triangles,
+                                   const int* triangle_id, const float* barycentric,
+                                   Py_ssize_t n_pixels, float background, float* out) noexcept nogil:
+    """out[p, c] = sum_k bary[p, k] * attributes[tri[id[p], k], c]; background where id < 0.
+
+    Returns -1, or the first pixel whose id is >= n_triangles or whose triangle has a vertex index
+    outside [0, n_vertices) (``out`` is then partly written).
+    """
     cdef Py_ssize_t p, t
-    cdef int c
+    cdef int c, i0, i1, i2
+    cdef size_t n = <size_t>n_vertices
     cdef const float* a0
     cdef const float* a1
     cdef const float* a2
@@ -274,12 +288,20 @@ cdef void interpolate_pixels(const float* attributes, int channels, const int* t
             for c in range(channels):
                 out[p * channels + c] = background
             continue
-        a0 = attributes + <Py_ssize_t>triangles[3 * t] * channels
-        a1 = attributes + <Py_ssize_t>triangles[3 * t + 1] * channels
-        a2 = attributes + <Py_ssize_t>triangles[3 * t + 2] * channels
+        if t >= n_triangles:
+            return p
+        i0 = triangles[3 * t]
+        i1 = triangles[3 * t + 1]
+        i2 = triangles[3 * t + 2]
+        if (<size_t>i0 >= n) | (<size_t>i1 >= n) | (<size_t>i2 >= n):
+            return p
+        a0 = attributes + <Py_ssize_t>i0 * channels
+        a1 = attributes + <Py_ssize_t>i1 * channels
+        a2 = attributes + <Py_ssize_t>i2 * channels
         b0 = barycentric[3 * p]; b1 = barycentric[3 * p + 1]; b2 = barycentric[3 * p + 2]
         for c in range(channels):
             out[p * channels + c] = <float>(b0 * a0[c] + b1 * a1[c] + b2 * a2[c])
+    return -1
 
 
 cdef inline int _clampi(int v, int hi) noexcept nogil:
@@ -325,7 +347,8 @@ cdef void sample_bilinear(const float* texture, int tex_h, int tex_w, int channe
 
 
 # ----------------------------------------------------------------------------------------------
-# Python entry points. Arguments are already validated (dtype, C order, shapes, index range).
+# Python entry points. Arguments are already validated (dtype, C order, shapes); index ranges are
+# checked by the kernels, which return the first bad item (-1 = none) for the wrapper to report.
 
 cdef Target _target(int width, float* depth, int* triangle_id, float* barycentric,
                     const int* triangles, const float* attributes, int channels,
@@ -345,44 +368,60 @@ cdef Target _target(int width, float* depth, int* triangle_id, float* barycentri
 def rasterize_into(const float[:, ::1] vertices, const int[:, ::1] triangles,
                    float[:, ::1] depth, int[:, ::1] triangle_id=None,
                    float[:, :, ::1] barycentric=None, const float[:, ::1] attributes=None,
-                   float[:, :, ::1] out=None):
-    """Z-buffer a mesh into initialised (H, W) buffers (GIL released).
+                   float[:, :, ::1] out=None, float background=0):
+    """Z-buffer a mesh into (H, W) buffers (GIL released); returns -1 or the first bad triangle.
 
-    depth is required; triangle_id / barycentric are filled when given; attributes (N, C) are
-    interpolated into out (H, W, C) (initialised to the background) when both are given.
+    The buffers need not be initialised: they are filled first (depth -inf, ids -1, barycentrics
+    0, ``out`` background), in the same nogil section. depth is required; triangle_id /
+    barycentric are filled when given; attributes (N, C) are interpolated into out (H, W, C) when
+    both are given. A triangle with a vertex index outside [0, N) stops the drawing and its index
+    is returned.
     """
-    cdef Py_ssize_t m = triangles.shape[0]
+    cdef Py_ssize_t m = triangles.shape[0], bad = -1
     cdef int h = depth.shape[0]
     cdef int w = depth.shape[1]
     cdef int channels = out.shape[2] if (out is not None and attributes is not None) else 0
-    if m == 0 or h == 0 or w == 0:
-        return
+    if h == 0 or w == 0:
+        return -1
     cdef Target dst = _target(
         w, &depth[0, 0], &triangle_id[0, 0] if triangle_id is not None else NULL,
-        &barycentric[0, 0, 0] if barycentric is not None else NULL, &triangles[0, 0],
-        &attributes[0, 0] if channels > 0 else NULL, channels,
+        &barycentric[0, 0, 0] if barycentric is not None else NULL,
+        &triangles[0, 0] if m > 0 else NULL,
+        &attributes[0, 0] if channels > 0 and attributes.shape[0] > 0 else NULL, channels,
         &out[0, 0, 0] if channels > 0 else NULL)
-    cdef long long* codes = <long long*>malloc(<size_t>(vertices.shape[0] + 1) * sizeof(long long))
-    if codes == NULL:
-        raise MemoryError("rasterize: cannot allocate the per-vertex scratch")
+    cdef long long* codes = NULL
+    if m > 0:
+        codes = <long long*>malloc(<size_t>(vertices.shape[0] + 1) * sizeof(long long))
+        if codes == NULL:
+            raise MemoryError("rasterize: cannot allocate the per-vertex scratch")
     with nogil:
-        raster_mesh(&vertices[0, 0], vertices.shape[0], &triangles[0, 0], m, h, &dst, codes)
+        fill_target(&dst, <Py_ssize_t>h * w, background)
+        if m > 0:
+            bad = raster_mesh(&vertices[0, 0] if vertices.shape[0] > 0 else NULL, vertices.shape[0],
+                              &triangles[0, 0], m, h, &dst, codes)
     free(codes)
+    return bad
 
 
 def interpolate_into(const float[:, ::1] attributes, const int[:, ::1] triangles,
                      const int[:, ::1] triangle_id, const float[:, :, ::1] barycentric,
                      float background, float[:, :, ::1] out):
-    """Per-pixel barycentric interpolation of per-vertex attributes (GIL released)."""
-    cdef Py_ssize_t n = triangle_id.shape[0] * triangle_id.shape[1]
+    """Per-pixel barycentric interpolation of per-vertex attributes (GIL released).
+
+    Returns -1, or the first pixel (flat index) whose triangle id is >= M or whose triangle has a
+    vertex index outside [0, N).
+    """
+    cdef Py_ssize_t n = triangle_id.shape[0] * triangle_id.shape[1], bad = -1
     cdef int c = out.shape[2]
     if n == 0 or c == 0:
-        return
+        return -1
     cdef const float* attr = &attributes[0, 0] if attributes.shape[0] > 0 else NULL
     cdef const int* tri = &triangles[0, 0] if triangles.shape[0] > 0 else NULL
     with nogil:
-        interpolate_pixels(attr, c, tri, &triangle_id[0, 0], &barycentric[0, 0, 0], n,
-                           background, &out[0, 0, 0])
+        bad = interpolate_pixels(attr, attributes.shape[0], c, tri, triangles.shape[0],
+                                 &triangle_id[0, 0], &barycentric[0, 0, 0], n, background,
+                                 &out[0, 0, 0])
+    return bad
 
 
 def sample_bilinear_into(const float[:, :, ::1] texture, const float[:, :, ::1] coords,
@@ -408,14 +447,18 @@ def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
     its page faults are spread over the threads too. As in :func:`rasterize_into` only depth is
     required. When ``attributes`` (all with C channels) and ``out`` (B, H, W, C) are given, the
     attributes are interpolated into ``out`` during the z-buffer pass.
+
+    Returns a (B,) intp array: per mesh -1, or its first triangle with a vertex index outside
+    [0, N_b) (that image is then partial).
     """
     cdef Py_ssize_t nb = len(vertices), b, max_vertices = 1
     cdef int h = depth.shape[1]
     cdef int w = depth.shape[2]
     cdef Py_ssize_t npix = <Py_ssize_t>h * w
     cdef int channels = out.shape[3] if (out is not None and attributes is not None) else 0
+    cdef cnp.ndarray[cnp.intp_t] bad = np.full(nb, -1, np.intp)
     if nb == 0 or npix == 0:
-        return
+        return bad
     if num_threads < 1 or not FACE3D_HAVE_OPENMP:
         num_threads = 1
     cdef cnp.ndarray[cnp.intp_t] vptr = np.zeros(nb, np.intp)
@@ -436,6 +479,7 @@ def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
     cdef intptr_t* ap = <intptr_t*>aptr.data
     cdef intptr_t* mc = <intptr_t*>mcount.data
     cdef intptr_t* nc = <intptr_t*>ncount.data
+    cdef intptr_t* bp = <intptr_t*>bad.data
     cdef float* dep = &depth[0, 0, 0]
     cdef int* ids = &triangle_id[0, 0, 0] if triangle_id is not None else NULL
     cdef float* bar = &barycentric[0, 0, 0, 0] if barycentric is not None else NULL
@@ -454,6 +498,7 @@ def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
                       res + b * npix * channels if res != NULL else NULL)
         fill_target(&dst, npix, background)
         if mc[b] > 0:
-            raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, &dst,
-                        scratch + threadid() * row)
+            bp[b] = raster_mesh(<const float*>vp[b], nc[b], <const int*>tp[b], mc[b], h, &dst,
+                                scratch + threadid() * row)
     free(scratch)
+    return bad

@@ -1,7 +1,11 @@
 """Argument checks shared by the render wrappers: convert once, fail with a named argument.
 
 Every array that reaches the Cython kernels passes through here, so the kernels can trust dtype,
-C order, shapes and triangle index ranges.
+C order and shapes. Triangle index ranges of int32 C-contiguous triangles are checked by the
+kernels as they draw (no separate pass over the mesh); they return the first bad triangle and
+:func:`raise_bad_triangle` turns it into the same ``ValueError`` as :func:`as_triangles`. Costs
+are proportional to what is not already right: an input of the right dtype and layout is used as
+is, an ``out=`` buffer is checked by shape, dtype and layout only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,42 @@ def as_triangles(triangles, n_vertices: int, name: str = "triangles") -> np.ndar
             raise ValueError(f"{name}[{row}, {col}] = {arr[row, col]} is out of range for "
                              f"{n_vertices} vertices")
     return np.ascontiguousarray(arr, dtype=np.int32)
+
+
+def as_kernel_triangles(triangles, n_vertices: int, name: str = "triangles") -> np.ndarray:
+    """(M, 3) int32 C-contiguous for the kernels, which check the index range themselves.
+
+    An int32 C-contiguous (M, 3) array is returned as is, with no pass over it (pass the result to
+    :func:`raise_bad_triangle` when a kernel reports a bad triangle). Anything else goes through
+    :func:`as_triangles` (converted and fully checked: a value outside int32 cannot be converted).
+    """
+    arr = triangles if isinstance(triangles, np.ndarray) else np.asarray(triangles)
+    if arr.dtype == np.int32 and arr.ndim == 2 and arr.shape[1] == 3 and arr.flags.c_contiguous:
+        return arr
+    return as_triangles(arr, n_vertices, name)
+
+
+def raise_bad_triangle(triangles: np.ndarray, row: int, n_vertices: int, name: str = "triangles"):
+    """Raise the :func:`as_triangles` error for triangle ``row``, reported bad by a kernel."""
+    for col in range(3):
+        value = triangles[row, col]
+        if not 0 <= value < n_vertices:
+            raise ValueError(f"{name}[{row}, {col}] = {value} is out of range for {n_vertices} vertices")
+    raise AssertionError(f"{name}[{row}] was reported out of range but is not")  # pragma: no cover
+
+
+def as_out(array, shape: tuple, dtype, name: str) -> np.ndarray:
+    """An ``out=`` buffer: a writeable C-contiguous ndarray of exactly ``shape`` and ``dtype``
+    (checked, never converted: the caller's array is the one written)."""
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array of shape {shape} and dtype "
+                         f"{np.dtype(dtype).name}, got {type(array).__name__}")
+    if array.shape != shape or array.dtype != dtype:
+        raise ValueError(f"{name}: expected shape {shape} and dtype {np.dtype(dtype).name}, got "
+                         f"{array.shape} {array.dtype}")
+    if not array.flags.c_contiguous or not array.flags.writeable:
+        raise ValueError(f"{name}: expected a writeable C-contiguous array")
+    return array
 
 
 def as_size(value, name: str) -> int:

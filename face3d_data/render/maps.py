@@ -100,6 +100,8 @@ def render_pncc(vertices, triangles, code, height: int, width: int) -> np.ndarra
         (H, W, 3) float32 in [0, 1], RGB = NCC x, y, z; background 0. ``(pncc * 255).round()``
         as uint8 gives the 3DDFA image.
     """
+    if np.ndim(vertices) == 2:   # one face: straight to the z-buffer (checked there)
+        return render_attributes(vertices, triangles, code, height, width, background=0.0)
     v, t, a = stack_faces(vertices, triangles, code)
     return render_attributes(v, t, a, height, width, background=0.0)
 
@@ -121,8 +123,10 @@ def render_depth(vertices, triangles, height: int, width: int) -> DepthMap:
         vertices: (N, 3) canonical image frame, or (F, N, 3) / a list of faces.
         triangles: (M, 3) vertex indices.
     """
-    v, t, _ = stack_faces(vertices, triangles)
-    raster = rasterize(v, t, height, width)
+    if np.ndim(vertices) == 2:   # one face: straight to the z-buffer (checked there)
+        raster = rasterize(vertices, triangles, height, width)
+    else:
+        raster = rasterize(*stack_faces(vertices, triangles)[:2], height, width)
     mask = raster.mask
     return DepthMap(np.where(mask, raster.depth, 0).astype(np.float32), mask)
 

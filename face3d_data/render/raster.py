@@ -16,7 +16,16 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from face3d_data import _raster
-from face3d_data.render._checks import as_attributes, as_size, as_threads, as_triangles, as_vertices
+from face3d_data.render._checks import (
+    as_attributes,
+    as_kernel_triangles,
+    as_out,
+    as_size,
+    as_threads,
+    as_triangles,
+    as_vertices,
+    raise_bad_triangle,
+)
 
 
 class Raster(NamedTuple):
@@ -36,88 +45,141 @@ class Raster(NamedTuple):
         return self.triangle_id >= 0
 
 
-def _empty_raster(shape: tuple[int, ...]) -> Raster:
-    return Raster(np.full(shape, -1, np.int32), np.zeros(shape + (3,), np.float32),
-                  np.full(shape, -np.inf, np.float32))
+def _raster_out(out, shape: tuple[int, int]) -> Raster:
+    """Check an ``out=`` Raster: (H, W) int32 ids, (H, W, 3) float32 barycentrics, (H, W) float32
+    depth, each writeable and C-contiguous; None -> new uninitialised buffers (the kernel fills)."""
+    if out is None:
+        return Raster(np.empty(shape, np.int32), np.empty(shape + (3,), np.float32),
+                      np.empty(shape, np.float32))
+    if not isinstance(out, Raster):
+        raise ValueError(f"out: expected a Raster (e.g. an earlier rasterize() result), got {type(out).__name__}")
+    return Raster(as_out(out.triangle_id, shape, np.int32, "out.triangle_id"),
+                  as_out(out.barycentric, shape + (3,), np.float32, "out.barycentric"),
+                  as_out(out.depth, shape, np.float32, "out.depth"))
 
 
-def rasterize(vertices, triangles, height: int, width: int) -> Raster:
+def _image_out(out, shape: tuple[int, int], channels: int, flat: bool) -> np.ndarray:
+    """Check an ``out=`` image ((H, W) when ``flat``, else (H, W, C) float32) and return its
+    (H, W, C) view for the kernels; None -> a new uninitialised buffer."""
+    if out is None:
+        return np.empty(shape + (channels,), np.float32)
+    if flat:
+        return as_out(out, shape, np.float32, "out")[..., None]
+    return as_out(out, shape + (channels,), np.float32, "out")
+
+
+def _check_drawn(bad: int, t: np.ndarray, n_vertices: int) -> None:
+    """Raise the triangle error a kernel reported (bad >= 0), for the wrappers."""
+    if bad >= 0:
+        raise_bad_triangle(t, bad, n_vertices)
+
+
+def rasterize(vertices, triangles, height: int, width: int, out: Raster | None = None) -> Raster:
     """Z-buffer a mesh.
 
     Args:
         vertices: (N, 3) float32 (any real dtype is converted once), canonical image frame, z
             larger = closer.
         triangles: (M, 3) integer vertex indices; an out-of-range index raises ``ValueError``.
+            int32 C-contiguous triangles are used as they are (their indices are checked while
+            drawing); other dtypes or layouts are converted and checked on every call.
         height, width: output size in pixels.
+        out: optional :class:`Raster` to write into and return (typically the result of an earlier
+            call of the same size): (H, W) int32 ids, (H, W, 3) float32 barycentrics and (H, W)
+            float32 depth, each writeable and C-contiguous, or ``ValueError``. Every pixel is
+            overwritten; after an exception its contents are unspecified.
 
     Returns:
-        :class:`Raster` with (H, W) triangle ids, (H, W, 3) barycentrics and (H, W) depth.
+        :class:`Raster` with (H, W) triangle ids, (H, W, 3) barycentrics and (H, W) depth
+        (``out`` itself when given).
     """
     v = as_vertices(vertices)
-    t = as_triangles(triangles, len(v))
-    out = _empty_raster((as_size(height, "height"), as_size(width, "width")))
-    _raster.rasterize_into(v, t, out.depth, out.triangle_id, out.barycentric)
-    return out
+    t = as_kernel_triangles(triangles, len(v))
+    shape = (as_size(height, "height"), as_size(width, "width"))
+    result = _raster_out(out, shape)
+    if not (shape[0] and shape[1]):   # nothing drawn, so nothing checked by the kernel
+        t = as_triangles(t, len(v))
+    _check_drawn(_raster.rasterize_into(v, t, result.depth, result.triangle_id, result.barycentric),
+                 t, len(v))
+    return out if out is not None else result
 
 
-def interpolate(attributes, raster: Raster, triangles) -> np.ndarray:
+def interpolate(attributes, raster: Raster, triangles, out: np.ndarray | None = None) -> np.ndarray:
     """Interpolate per-vertex attributes with a raster's barycentrics.
 
     Args:
         attributes: (N, C) per-vertex values (or (N,), giving an (H, W) result).
         raster: the :class:`Raster` of this mesh (single image, (H, W) fields).
-        triangles: (M, 3) the triangles the raster was made with.
+        triangles: (M, 3) the triangles the raster was made with; the indices of the triangles
+            the raster's pixels refer to are checked (``ValueError``), as is every id.
+        out: optional (H, W, C) float32 ((H, W) for 1-D attributes) writeable C-contiguous array
+            to write into and return, or ``ValueError``; every pixel is overwritten.
 
     Returns:
         (H, W, C) float32; 0 on background (use :func:`render_attributes` for another value).
     """
-    return _interpolate(attributes, raster, triangles, 0.0)
+    return _interpolate(attributes, raster, triangles, 0.0, out)
 
 
-def _interpolate(attributes, raster: Raster, triangles, background: float) -> np.ndarray:
+def _interpolate(attributes, raster: Raster, triangles, background: float, out=None) -> np.ndarray:
     ids = np.ascontiguousarray(raster.triangle_id, dtype=np.int32)
     bary = np.ascontiguousarray(raster.barycentric, dtype=np.float32)
     if ids.ndim != 2 or bary.shape != ids.shape + (3,):
         raise ValueError(f"raster: expected (H, W) ids and (H, W, 3) barycentrics, got "
                          f"{ids.shape} and {bary.shape}")
     attr, flat = as_attributes(attributes, np.asarray(attributes).shape[0])
-    tri = as_triangles(triangles, len(attr))
-    if ids.size and ids.max() >= len(tri):
-        raise ValueError(f"raster: triangle id {ids.max()} is out of range for {len(tri)} triangles")
-    out = np.empty(ids.shape + (attr.shape[1],), np.float32)
-    _raster.interpolate_into(attr, tri, ids, bary, float(background), out)
-    return out[..., 0] if flat else out
+    tri = as_kernel_triangles(triangles, len(attr))
+    image = _image_out(out, ids.shape, attr.shape[1], flat)
+    bad = _raster.interpolate_into(attr, tri, ids, bary, float(background), image)
+    if bad >= 0:
+        t = int(ids.flat[bad])
+        if t >= len(tri):
+            raise ValueError(f"raster: triangle id {t} is out of range for {len(tri)} triangles")
+        raise_bad_triangle(tri, t, len(attr))
+    if out is not None:
+        return out
+    return image[..., 0] if flat else image
 
 
 def render_attributes(vertices, triangles, attributes, height: int, width: int,
-                      background: float = 0.0) -> np.ndarray:
+                      background: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
     """Render per-vertex attributes (colours, NCC codes, positions...) with the z-buffer.
 
     Args:
         vertices: (N, 3) canonical image frame, z larger = closer.
-        triangles: (M, 3) integer vertex indices.
+        triangles: (M, 3) integer vertex indices (int32 C-contiguous: used as is, see
+            :func:`rasterize`).
         attributes: (N, C) per-vertex values (or (N,), giving an (H, W) image).
         height, width: output size; background: value of uncovered pixels.
+        out: optional (H, W, C) float32 ((H, W) for 1-D attributes) writeable C-contiguous array
+            to write into and return, or ``ValueError``. Every pixel is overwritten; after an
+            exception its contents are unspecified.
 
     Returns:
-        (H, W, C) float32.
+        (H, W, C) float32 (``out`` itself when given).
     """
     v = as_vertices(vertices)
     attr, flat = as_attributes(attributes, len(v))
-    out = _render_fused(v, as_triangles(triangles, len(v)), attr, height, width, background)[0]
-    return out[..., 0] if flat else out
-
-
-def _render_fused(v, t, attr, height, width, background):
-    """One z-buffer pass that interpolates ``attr`` (N, C) as it goes (no stored barycentrics).
-
-    Returns the (H, W, C) float32 image and the (H, W) float32 depth (-inf = not covered).
-    """
     shape = (as_size(height, "height"), as_size(width, "width"))
-    depth = np.full(shape, -np.inf, np.float32)
-    out = np.full(shape + (attr.shape[1],), background, np.float32)
-    _raster.rasterize_into(v, t, depth, attributes=attr, out=out)
-    return out, depth
+    image = _image_out(out, shape, attr.shape[1], flat)
+    _render_fused(v, as_kernel_triangles(triangles, len(v)), attr, image, background)
+    if out is not None:
+        return out
+    return image[..., 0] if flat else image
+
+
+def _render_fused(v, t, attr, image, background):
+    """One z-buffer pass that interpolates ``attr`` (N, C) into ``image`` (H, W, C) float32 as it
+    goes (no stored barycentrics); ``t`` from :func:`as_kernel_triangles`.
+
+    Returns the (H, W) float32 depth (-inf = not covered).
+    """
+    depth = np.empty(image.shape[:2], np.float32)
+    if not depth.size:   # nothing drawn, so nothing checked by the kernel
+        t = as_triangles(t, len(v))
+    _check_drawn(_raster.rasterize_into(v, t, depth, attributes=attr, out=image,
+                                        background=float(background)), t, len(v))
+    return depth
 
 
 def render_texture(vertices, triangles, uv, texture, height: int, width: int,
@@ -147,7 +209,8 @@ def render_texture(vertices, triangles, uv, texture, height: int, width: int,
         raise ValueError(f"texture: expected a non-empty (Ht, Wt, C) or (Ht, Wt) image, "
                          f"got {np.shape(texture)}")
     tex = np.ascontiguousarray(tex, dtype=np.float32)
-    coords, depth = _render_fused(v, as_triangles(triangles, len(v)), uv_arr, height, width, 0.0)
+    coords = np.empty((as_size(height, "height"), as_size(width, "width"), 2), np.float32)
+    depth = _render_fused(v, as_kernel_triangles(triangles, len(v)), uv_arr, coords, 0.0)
     valid = (depth > -np.inf).astype(np.int32)   # covered: a triangle won the pixel
     out = np.empty(valid.shape + (tex.shape[2],), np.float32)
     _raster.sample_bilinear_into(tex, coords, valid, float(background), out)
@@ -166,7 +229,7 @@ def _batch_inputs(meshes, with_attributes: bool):
                              f"{', attributes' if with_attributes else ''}) tuple")
         v = as_vertices(parts[0], f"meshes[{i}] vertices")
         verts.append(v)
-        tris.append(as_triangles(parts[1], len(v), f"meshes[{i}] triangles"))
+        tris.append(as_kernel_triangles(parts[1], len(v), f"meshes[{i}] triangles"))
         if with_attributes:
             attrs.append(as_attributes(parts[2], len(v), f"meshes[{i}] attributes")[0])
     if with_attributes and len({a.shape[1] for a in attrs}) > 1:
@@ -196,13 +259,18 @@ def _run_batch(verts, tris, attrs, height, width, background, num_threads):
                     barycentric=None if attrs else raster.barycentric[b0:b1],
                     attributes=attrs[b0:b1] if attrs else None,
                     out=out[b0:b1] if attrs else None, background=float(background))
+    if not (shape[1] and shape[2]):   # nothing drawn, so nothing checked by the kernel
+        tris = [as_triangles(t, len(v), f"meshes[{b}] triangles") for b, (v, t) in enumerate(zip(verts, tris))]
     if _raster.HAVE_OPENMP or threads == 1:
-        _raster.rasterize_many(verts, tris, **part(0, len(verts)), num_threads=threads)
+        bad = _raster.rasterize_many(verts, tris, **part(0, len(verts)), num_threads=threads)
     else:   # no OpenMP: the kernels release the GIL, so plain threads run in parallel
         def one(b):
-            _raster.rasterize_many(verts[b:b + 1], tris[b:b + 1], **part(b, b + 1), num_threads=1)
+            return _raster.rasterize_many(verts[b:b + 1], tris[b:b + 1], **part(b, b + 1), num_threads=1)[0]
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(one, range(len(verts))))
+            bad = list(pool.map(one, range(len(verts))))
+    for b, row in enumerate(bad):
+        if row >= 0:
+            raise_bad_triangle(tris[b], int(row), len(verts[b]), f"meshes[{b}] triangles")
     return raster, out
 
 

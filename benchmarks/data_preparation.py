@@ -36,6 +36,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from _machine import print_machine
+
 from face3d_data.io import write_image
 from face3d_data.skin import reference_skin_probability, skin_mask, skin_probability
 
@@ -291,13 +293,15 @@ def main(argv=None) -> None:
                         help="write the lowest/highest quality vis pictures here")
     parser.add_argument("--only-detectors", action="store_true", help="skip the skin and stage benchmarks")
     args = parser.parse_args(argv)
+    print_machine()
     if args.detectors:
         res = bench_detectors(args.detectors, args.jobs, args.hard_every, args.quality_picture)
         for name, r in res.items():
             print(f"detector {name:<7} 450x450, {args.jobs} jobs: {r['rate']:.2f} images/s, found "
                   f"{r['found']}/{args.detectors} (hog {r['by']['hog']}, cnn {r['by']['cnn']})")
         hog = res["hog"]["rate"]
-        print(f"throughput ratio cascade/HOG {res['cascade']['rate'] / hog:.2f}, CNN/HOG {res['cnn']['rate'] / hog:.2f}")
+        print(f"throughput ratio cascade/HOG {res['cascade']['rate'] / hog:.2f}, "
+              f"CNN/HOG {res['cnn']['rate'] / hog:.2f}")
     if args.large:
         r = bench_large(args.large)
         print(f"{args.large}x{args.large} photo: HOG (copy <= 2000 px) {r['hog_s']:.2f} s, CNN (copy <= 640 px) "

@@ -21,6 +21,7 @@ import argparse
 import time
 
 import numpy as np
+from _machine import print_machine
 
 from face3d_data.coords import canonical_to_matlab
 from face3d_data.fitting import fit_landmarks
@@ -61,6 +62,14 @@ def _face3d_p2srt(P: np.ndarray):
     return s, np.vstack([r1, r2, np.cross(r1, r2)]), t
 
 
+def _face3d_solve(M, t, mean, target, pc, sigma, lam, fixed):
+    """One regularised linear solve of face3d's alternation (shape or expression), pose fixed."""
+    n_k = pc.shape[1]
+    A = np.einsum("pa,nak->npk", M, pc.reshape(-1, 3, n_k)).reshape(-1, n_k)
+    b = ((mean + fixed).reshape(-1, 3) @ M.T + t[:2]).reshape(-1)
+    return np.linalg.inv(A.T @ A + lam * np.diag(1.0 / sigma.astype(np.float64) ** 2)) @ (A.T @ (target - b))
+
+
 def face3d_fit(x: np.ndarray, model: MorphableModel, max_iter: int = 4, lambda_exp: float = 20.0,
                lambda_shape: float = 40.0):
     """face3d ``fit_points`` (docs/formats.md#face3d-landmark-fitting) for one face; x (68, 2) Matlab frame (y up)."""
@@ -75,15 +84,8 @@ def face3d_fit(x: np.ndarray, model: MorphableModel, max_iter: int = 4, lambda_e
         X = (mean + shape_pc @ alpha + exp_pc @ beta).reshape(-1, 3)
         s, R, t = _face3d_p2srt(_face3d_affine(x, X))
         M = s * R[:2]
-
-        def solve(pc, sigma, lam, fixed):
-            n_k = pc.shape[1]
-            A = np.einsum("pa,nak->npk", M, pc.reshape(-1, 3, n_k)).reshape(-1, n_k)
-            b = ((mean + fixed).reshape(-1, 3) @ M.T + t[:2]).reshape(-1)
-            return np.linalg.inv(A.T @ A + lam * np.diag(1.0 / sigma.astype(np.float64) ** 2)) @ (A.T @ (target - b))
-
-        beta = solve(exp_pc, model.exp_std, lambda_exp, shape_pc @ alpha)
-        alpha = solve(shape_pc, model.shape_std, lambda_shape, exp_pc @ beta)
+        beta = _face3d_solve(M, t, mean, target, exp_pc, model.exp_std, lambda_exp, shape_pc @ alpha)
+        alpha = _face3d_solve(M, t, mean, target, shape_pc, model.shape_std, lambda_shape, exp_pc @ beta)
     X = (mean + shape_pc @ alpha + exp_pc @ beta).reshape(-1, 3)
     s, R, t = _face3d_p2srt(_face3d_affine(x, X))
     return X @ (s * R[:2]).T + t[:2]
@@ -131,6 +133,7 @@ def main():
     ap.add_argument("--ref", type=int, default=200, help="faces for the face3d reference")
     ap.add_argument("--noise", type=float, default=1.0, help="landmark noise std (px)")
     a = ap.parse_args()
+    print_machine()
     print(f"{a.faces} faces batched, {a.single} single, {a.ref} reference; noise {a.noise} px; 450x450 images")
     bench("40+10 landmark-only", landmark_only_model(40, 10, 1), a.faces, a.single, a.ref, a.noise, 2000)
     bench("199+29 landmark-only", landmark_only_model(199, 29, 2), a.faces, a.single, a.ref, a.noise, 500)

@@ -23,6 +23,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _machine import print_machine  # noqa: E402
+
 from face3d_data.morphable import builtin_model  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 from face3d_data.w300lp.synth import synthesize  # noqa: E402
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=24)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    print_machine()
     bench_vertices(args.batch, args.repeats)
     bench_synthesis(args.samples)
 

@@ -29,6 +29,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from _machine import print_machine
+
 from face3d_data.io import write_image
 from face3d_data.morphable import load_model
 from face3d_data.parsing import PartLabeller, label_map, soft_label_map
@@ -83,6 +85,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=450)
     parser.add_argument("--no-stages", action="store_true", help="skip the end-to-end runner comparison")
     args = parser.parse_args(argv)
+    print_machine()
 
     model = load_model("builtin")
     labeller = PartLabeller(model, "model")

@@ -32,6 +32,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from _machine import print_machine
+
 from face3d_data.augment.profile import Profiler, sweep_yaws, target_angles
 from face3d_data.augment.profile_labels import label_fields
 from face3d_data.io import read_image, read_mat, write_image
@@ -147,8 +149,8 @@ def main(argv=None) -> int:
     if args.picture:
         sweep_picture(args.picture, model)
         return 0
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
-          f"(shared machine: figures vary with the load)")
+    print_machine()
+    print("(shared machine: figures vary with the load)")
     with tempfile.TemporaryDirectory() as tmp:
         root = os.path.join(tmp, "src")
         pairs = make_sources(root, model, args.sources)

@@ -26,6 +26,7 @@ import argparse
 import time
 
 import numpy as np
+from _machine import print_machine
 from threadpoolctl import threadpool_limits
 
 from face3d_data.morphable import load_model
@@ -91,6 +92,7 @@ def main(argv=None):
     ap.add_argument("--skip-splu-56k", action="store_true", help="skip SuperLU on the 56k template (~30 s each)")
     ap.add_argument("--no-56k", action="store_true", help="only the 14k template")
     args = ap.parse_args(argv)
+    print_machine()
     base = load_model("builtin")
     models = [("14k", base)] + ([] if args.no_56k else [("56k", subdivided_model(base))])
     backends = available_backends()

@@ -3,9 +3,16 @@
 Times rasterize, render_attributes (3 float channels), PNCC and a 256x256 UV position map on two
 face-like meshes of the sizes of the BFM no-neck (38,416 vertices / 76,050 triangles) and full
 (53,361 / 105,800) topologies, at 120², 256² and 450², single-threaded, then batched throughput
-on 1 thread and on every core. Ratios are against the numpy reference of tests/ measured in the
-same run, and against each anchor: ours and the anchor are timed in turn within every round. Set FACE3D_RENDER_ANCHORS to a folder holding built face3d ``mesh_core_cython*.so``
-and/or 3DDFA_V2 ``Sim3DR_Cython*.so`` to time them on the same meshes (skipped otherwise).
+on 1 thread and on every core. Every ms is the min of N rounds in which all the callables of a
+case are timed in turn, so load from other processes hits them alike. Printed ratios:
+
+- call / kernel: the public call with fresh buffers and with ``out=`` buffers, against the Cython
+  kernel alone (``face3d_data._raster.rasterize_into`` on converted inputs into preallocated
+  buffers; it initialises them and checks indices itself), so the ratio is the wrapper's cost;
+- against the numpy reference (:mod:`face3d_data.render.reference`) and, when
+  FACE3D_RENDER_ANCHORS names a folder holding built face3d ``mesh_core_cython*.so`` and/or
+  3DDFA_V2 ``Sim3DR_Cython*.so`` (built outside this repository), against each of them on the
+  same meshes, for the kernel and for the public call (anchors skipped otherwise).
 
     python benchmarks/render.py [--repeats 15] [--quick]
 """
@@ -18,6 +25,7 @@ import importlib.util
 import os
 import sys
 import time
+from functools import partial
 
 import numpy as np
 
@@ -25,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from _machine import print_machine  # noqa: E402
+
+from face3d_data import _raster  # noqa: E402
 from face3d_data.render import (  # noqa: E402
     ncc_code,
     rasterize,
@@ -126,84 +137,135 @@ def anchor_calls(anchors, image, tris, colors, h, w):
     return calls
 
 
+class Report:
+    """Rows as they are measured, plus the ratio lines printed at the end."""
+
+    def __init__(self):
+        self.overheads, self.anchors = [], []
+
+    @staticmethod
+    def row(mesh, size, op, ms, numpy_ms=None):
+        ratio = f"{numpy_ms / ms:8.1f}x" if numpy_ms else ""
+        print(f"{mesh:9} {size:>4} {op:30} {ms:8.3f} {1e3 / ms:8.0f} {ratio:>9}", flush=True)
+
+    def overhead(self, mesh, size, op, timed):
+        kernel = timed["kernel"]
+        self.overheads.append(f"{mesh:9} {size:>4} {op:18} kernel {kernel:6.3f} ms; call fresh "
+                              f"{timed['fresh'] / kernel:5.2f}x, call out= {timed['out='] / kernel:5.2f}x")
+
+    def versus(self, mesh, size, op, timed, ours=("kernel", "fresh", "out=")):
+        for label, ms in timed.items():
+            if ":" not in label:
+                continue
+            mine = [o for o in ours if o in timed]
+            parts = ", ".join(f"{o} {ms / timed[o]:5.2f}x" for o in mine)
+            self.anchors.append(f"{mesh:9} {size:>4} {op:9} vs {label.split(':')[1]:7} {ms:6.3f} ms: "
+                                f"ours ({mine[0]}) {timed[mine[0]]:6.3f} ms; speed-up {parts}")
+
+
+def time_case(report, label, grid, size, anchors, repeats):
+    """One mesh at one image size: z-buffer, colours, PNCC (ours, the kernel, the anchors)."""
+    model, image, tris, _ = face_mesh(grid, size)
+    code = ncc_code(model)
+    colors = np.ascontiguousarray(code * 255, dtype=np.float32)
+    numpy_ms = best_ms(partial(reference_rasterize, image, tris, size, size), 1)
+    report.row(label, size, "numpy reference", numpy_ms, numpy_ms)
+    anchor = anchor_calls(anchors, image, tris, colors, size, size)
+    raster = rasterize(image, tris, size, size)
+    picture = render_attributes(image, tris, colors, size, size)
+    depth = np.empty((size, size), np.float32)
+    cases = {
+        "zbuffer": {
+            "kernel": partial(_raster.rasterize_into, image, tris, raster.depth, raster.triangle_id,
+                              raster.barycentric),
+            "fresh": partial(rasterize, image, tris, size, size),
+            "out=": partial(rasterize, image, tris, size, size, out=raster)},
+        "colors": {
+            "kernel": partial(_raster.rasterize_into, image, tris, depth, attributes=colors, out=picture),
+            "fresh": partial(render_attributes, image, tris, colors, size, size),
+            "out=": partial(render_attributes, image, tris, colors, size, size, out=picture)},
+        "pncc": {"fresh": partial(render_pncc, image, tris, code, size, size)},
+    }
+    names = {"zbuffer": "rasterize", "colors": "render_attributes C=3", "pncc": "render_pncc"}
+    for op, fns in cases.items():
+        fns.update({k: f for k, f in anchor.items() if k.startswith(op + ":")})
+        timed = interleaved_best_ms(fns, repeats)
+        for name, ms in timed.items():
+            shown = {"kernel": f"{names[op]} kernel", "fresh": names[op], "out=": f"{names[op]} out="}
+            report.row(label, size, shown.get(name, name), ms, numpy_ms)
+        if "kernel" in timed:
+            report.overhead(label, size, names[op], timed)
+        report.versus(label, size, op, timed)
+
+
+def time_uv(report, label, grid, anchors, repeats):
+    """A 256² UV position map (render_uv) of one mesh, against face3d's render_colors."""
+    _, image, tris, uv = face_mesh(grid, 256)
+    fns = {"fresh": partial(render_uv, uv, tris, image, 256, 256)}
+    if "face3d" in anchors:
+        uv3 = np.concatenate([uv, np.zeros((len(uv), 1), np.float32)], 1)
+        fns["UV posmap:face3d"] = partial(face3d_uv, anchors["face3d"], uv3, tris, image)
+    timed = interleaved_best_ms(fns, repeats)
+    for name, ms in timed.items():
+        report.row(label, 256, "UV position map" if name == "fresh" else name, ms)
+    report.versus(label, 256, "UV posmap", timed, ours=("fresh",))
+
+
+def face3d_uv(module, uv3, tris, image):
+    """face3d's UV position map: render_colors_core of the vertices at their UV positions."""
+    module.render_colors_core(np.zeros((256, 256, 3), np.float32), uv3, tris, image,
+                              np.zeros((256, 256), np.float32) - 999999.0, len(uv3), len(tris), 256, 256, 3)
+
+
+def rasterize_pairs(batch, height, width, num_threads):
+    """rasterize_batch of (vertices, triangles, attributes) triples (attributes dropped)."""
+    return rasterize_batch([m[:2] for m in batch], height, width, num_threads=num_threads)
+
+
+def time_batches(batch_size, repeats):
+    _, image, tris, _ = face_mesh(196, 256)
+    code = ncc_code(face_mesh(196, 256)[0])
+    batch = [(image, tris, code)] * batch_size
+    threads = as_threads(None)
+    rounds = max(3, repeats // 3)
+    print(f"\nbatched, {batch_size} x 256², 38k/76k mesh, 1 vs {threads} threads timed in turn, "
+          f"min of {rounds} (on a shared machine other processes take cores too):")
+    for name, fn in (("render_attributes_batch", render_attributes_batch), ("rasterize_batch", rasterize_pairs)):
+        timed = interleaved_best_ms({n: partial(fn, batch, 256, 256, num_threads=n)
+                                     for n in sorted({1, threads})}, rounds)
+        one, many = timed[1], timed[threads]
+        print(f"  {name:24}: 1 thread {batch_size * 1e3 / one:6.0f} images/s, {threads} threads "
+              f"{batch_size * 1e3 / many:6.0f} images/s ({one / many:.2f}x)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed rounds per case (min is kept)")
     parser.add_argument("--quick", action="store_true", help="256² only, 38k-vertex mesh only")
     parser.add_argument("--batch", type=int, default=32, help="images per batched call")
     args = parser.parse_args(argv)
+    print_machine()
     anchors = load_anchors()
     print(f"anchors: {', '.join(anchors) or 'none (set FACE3D_RENDER_ANCHORS)'}; "
           f"cores available: {as_threads(None)}; every ms is the min of {args.repeats} rounds, "
-          f"ours and the anchors timed in turn within each round")
+          f"ours, the kernel and the anchors timed in turn within each round")
     meshes = [("38k/76k", 196)] + ([] if args.quick else [("53k/106k", 231)])
     sizes = [256] if args.quick else [120, 256, 450]
-    print(f"{'mesh':9} {'size':>4} {'operation':24} {'ms':>8} {'img/s':>8} {'vs numpy':>9}")
-    ratios = []
-
-    def row(mesh, size, op, ms, numpy_ms=None):
-        ratio = f"{numpy_ms / ms:8.1f}x" if numpy_ms else ""
-        print(f"{mesh:9} {size:>4} {op:24} {ms:8.3f} {1e3 / ms:8.0f} {ratio:>9}", flush=True)
-
-    def compare(mesh, size, op, ours_label, timed):
-        for label, ms in timed.items():
-            if label != ours_label:
-                ratios.append(f"{mesh:9} {size:>4} {op:9} ours {timed[ours_label]:6.3f} ms vs "
-                              f"{label.split(':')[1]:7} {ms:6.3f} ms: {ms / timed[ours_label]:5.2f}x")
-
+    print(f"{'mesh':9} {'size':>4} {'operation':30} {'ms':>8} {'img/s':>8} {'vs numpy':>9}")
+    report = Report()
     for label, grid in meshes:
         for size in sizes:
-            model, image, tris, uv = face_mesh(grid, size)
-            code = ncc_code(model)
-            colors = np.ascontiguousarray(code * 255, dtype=np.float32)
-            numpy_ms = best_ms(lambda: reference_rasterize(image, tris, size, size), 1)
-            row(label, size, "numpy reference", numpy_ms, numpy_ms)
-            anchor = anchor_calls(anchors, image, tris, colors, size, size)
-            for op, ours_label, ours in (
-                    ("zbuffer", "rasterize", lambda: rasterize(image, tris, size, size)),
-                    ("colors", "render_attributes C=3",
-                     lambda: render_attributes(image, tris, colors, size, size)),
-                    ("pncc", "pncc", lambda: render_pncc(image, tris, code, size, size))):
-                fns = {ours_label: ours}
-                fns.update({k: f for k, f in anchor.items() if k.startswith(op + ":")})
-                timed = interleaved_best_ms(fns, args.repeats)
-                for name, ms in timed.items():
-                    row(label, size, name, ms, numpy_ms)
-                compare(label, size, op, ours_label, timed)
-        model, image, tris, uv = face_mesh(grid, 256)
-        fns = {"UV position map": lambda: render_uv(uv, tris, image, 256, 256)}
-        if "face3d" in anchors:
-            uv3 = np.concatenate([uv, np.zeros((len(uv), 1), np.float32)], 1)
-            m = anchors["face3d"]
+            time_case(report, label, grid, size, anchors, args.repeats)
+        time_uv(report, label, grid, anchors, args.repeats)
 
-            def f3_uv():
-                m.render_colors_core(np.zeros((256, 256, 3), np.float32), uv3, tris, image,
-                                     np.zeros((256, 256), np.float32) - 999999.0,
-                                     len(uv3), len(tris), 256, 256, 3)
-            fns["UV posmap:face3d"] = f3_uv
-        timed = interleaved_best_ms(fns, args.repeats)
-        for name, ms in timed.items():
-            row(label, 256, name, ms)
-        compare(label, 256, "UV posmap", "UV position map", timed)
-
-    if ratios:
-        print("\nspeed-up of ours over each anchor (anchor ms / our ms; same mesh, same run):")
-        print("\n".join("  " + r for r in ratios))
-
-    model, image, tris, uv = face_mesh(196, 256)
-    code = ncc_code(model)
-    batch = [(image, tris, code)] * args.batch
-    threads = as_threads(None)
-    rounds = max(3, args.repeats // 3)
-    print(f"\nbatched, {args.batch} x 256², 38k/76k mesh, 1 vs {threads} threads timed in turn, "
-          f"min of {rounds} (on a shared machine other processes take cores too):")
-    for name, fn in (("render_attributes_batch", render_attributes_batch),
-                     ("rasterize_batch", lambda b, *a, **k: rasterize_batch([m[:2] for m in b], *a, **k))):
-        timed = interleaved_best_ms({n: (lambda n=n: fn(batch, 256, 256, num_threads=n))
-                                     for n in sorted({1, threads})}, rounds)
-        one, many = timed[1], timed[threads]
-        print(f"  {name:24}: 1 thread {args.batch * 1e3 / one:6.0f} images/s, {threads} threads "
-              f"{args.batch * 1e3 / many:6.0f} images/s ({one / many:.2f}x)")
+    print("\ncall / kernel (public call over the Cython kernel on the same inputs; fresh buffers, "
+          "then reused out= buffers):")
+    print("\n".join("  " + r for r in report.overheads))
+    if report.anchors:
+        print("\nspeed-up over each anchor (anchor ms / ours; kernel, public call fresh and out=; "
+              "same mesh, same run):")
+        print("\n".join("  " + r for r in report.anchors))
+    time_batches(args.batch, args.repeats)
 
 
 if __name__ == "__main__":

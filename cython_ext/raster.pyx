@@ -137,6 +137,7 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
     cdef const float* a1
     cdef const float* a2
     cdef float* res
+    cdef double g0, g1, g2, v00, v01, v02, v10, v11, v12, v20, v21, v22
     w_min = _min3(w0, w1, w2)   # one branch instead of three (vertices are finite here)
     if w_min < 0:
         return
@@ -167,9 +168,19 @@ cdef inline void _shade_pixel(int x, int y, double x0, double y0, double z0, dou
         a1 = dst.attributes + <Py_ssize_t>dst.triangles[3 * t + 1] * dst.channels
         a2 = dst.attributes + <Py_ssize_t>dst.triangles[3 * t + 2] * dst.channels
         res = dst.out + p * dst.channels
+        g0 = weight[0]
+        g1 = weight[1]
+        g2 = weight[2]
+        if dst.channels == 3:   # the common case (colours, NCC, positions), unrolled: the nine
+            v00 = a0[0]; v01 = a0[1]; v02 = a0[2]   # attributes are read before any store,
+            v10 = a1[0]; v11 = a1[1]; v12 = a1[2]   # which may otherwise alias them
+            v20 = a2[0]; v21 = a2[1]; v22 = a2[2]
+            res[0] = <float>(g0 * v00 + g1 * v10 + g2 * v20)
+            res[1] = <float>(g0 * v01 + g1 * v11 + g2 * v21)
+            res[2] = <float>(g0 * v02 + g1 * v12 + g2 * v22)
+            return
         for c in range(dst.channels):
-            res[c] = <float>(<double>weight[0] * a0[c] + <double>weight[1] * a1[c]
-                             + <double>weight[2] * a2[c])
+            res[c] = <float>(g0 * a0[c] + g1 * a1[c] + g2 * a2[c])
 
 
 cdef void fill_target(const Target* dst, Py_ssize_t n_pixels, float background) noexcept nogil:

@@ -29,7 +29,8 @@ from face3d_data.errors import ConfigError, InputError
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--img_folder", nargs="+", required=True, help="folders of training images (relative to --data_root)")
+    p.add_argument("--img_folder", nargs="+", required=True,
+                   help="folders of training images (relative to --data_root)")
     p.add_argument("--data_root", default="datasets", help="root directory for training data (default: datasets)")
     p.add_argument("--mode", default="train", choices=("train", "val"), help="datalist subfolder (default: train)")
     p.add_argument("--detector", default=None, metavar="cascade|hog|cnn",

@@ -46,7 +46,7 @@ def legend(width: int) -> np.ndarray:
     """One row of colour swatches with the class names."""
     row = np.full((28, width, 3), 255, np.uint8)
     x = 6
-    for cid, name, color in CLASS_TABLE[1:]:
+    for _cid, name, color in CLASS_TABLE[1:]:
         cv2.rectangle(row, (x, 7), (x + 14, 21), tuple(int(c) for c in color), -1)
         cv2.putText(row, name.replace("_", " "), (x + 18, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
                     cv2.LINE_AA)

@@ -1,6 +1,7 @@
 """Skin-probability mask: the Deep3DFaceRecon colour model, vectorised.
 
-The model (Deep3DFaceRecon ``util/skin_mask.py``, docs/formats.md#deep3dfacerecon-skin-mask) classifies each pixel by its
+The model (Deep3DFaceRecon ``util/skin_mask.py``, docs/formats.md#deep3dfacerecon-skin-mask) classifies each pixel
+by its
 BT.601 studio-range YCbCr colour with two 3-D Gaussian mixtures of four components each, one for
 skin and one for non-skin, and a fixed skin prior of 0.8:
 

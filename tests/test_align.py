@@ -20,8 +20,9 @@ def _rotation(yaw, pitch, roll):
     return rz @ ry @ rx
 
 
-def _project(points3d, scale, t, rot=np.eye(3)):
+def _project(points3d, scale, t, rot=None):
     """Scaled orthographic projection to the canonical image frame (model y up -> image y down)."""
+    rot = np.eye(3) if rot is None else rot
     p = points3d @ rot.T
     return np.stack([scale * p[:, 0] + t[0], -scale * p[:, 1] + t[1]], axis=1)
 

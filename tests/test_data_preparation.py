@@ -232,8 +232,8 @@ def test_cascade_falls_back_to_the_cnn_and_records_the_detector(tmp_path):
 
 def _green_red(picture, box):
     """(green, red) pixel counts of the vis box outline colours inside ``box`` (l, t, r, b)."""
-    l, t, r, b = (int(v) for v in box)
-    patch = picture[max(t - 3, 0):b + 4, max(l - 3, 0):r + 4].astype(int)
+    left, t, r, b = (int(v) for v in box)
+    patch = picture[max(t - 3, 0):b + 4, max(left - 3, 0):r + 4].astype(int)
     green = np.sum((patch[..., 1] > 170) & (patch[..., 0] < 110) & (patch[..., 2] < 110))
     red = np.sum((patch[..., 0] > 180) & (patch[..., 1] < 110) & (patch[..., 2] < 110))
     return green, red
@@ -320,7 +320,7 @@ def test_deep3d_compat_layout_reads_back_with_deep3dfacerecon_conventions(tmp_pa
         "d3d/faces/face.jpg", "d3d/faces/two.png"]
     samples = _deep3d_read("datalist/train/masks.txt")
     assert [s[0] for s in samples] == ["./d3d/faces/face.jpg", "./d3d/faces/two.png"]
-    for (img_path, image, mask, lm), stem in zip(samples, ["face", "two"]):
+    for (_img_path, image, mask, lm), stem in zip(samples, ["face", "two"]):
         canonical = read_landmarks(tmp_path / "ours" / "faces" / "landmarks" / f"{stem}.txt")
         np.testing.assert_allclose(lm, canonical, atol=1e-4)
         assert mask.shape == image.shape

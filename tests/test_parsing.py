@@ -166,7 +166,7 @@ def test_background_is_exactly_the_uncovered_pixels(model, frontal, turned):
 
 
 def test_classes_are_exclusive_and_maps_agree(model, frontal):
-    for key, face in zip(frontal["keys"], frontal["faces"]):
+    for key in frontal["keys"]:
         out = frontal["root"] / "out"
         labels = read_label_map(parsing_path(out, key))
         onehot = read_class_maps(parsing_path(out, key, "onehot"))

@@ -167,7 +167,8 @@ def test_landmark_files(tmp_path):
     pts = np.arange(68 * 3, dtype=float).reshape(68, 3)
     np.save(tmp_path / "a_landmarks.npy", pts)
     np.testing.assert_array_equal(read_scan_landmarks(str(tmp_path / "a_landmarks.npy")), pts)
-    (tmp_path / "b_landmarks.txt").write_text("# x y z\n" + "".join("{:g}, {:g} {:g}\n".format(*tuple(p)) for p in pts[:51]))
+    rows = "".join("{:g}, {:g} {:g}\n".format(*tuple(p)) for p in pts[:51])
+    (tmp_path / "b_landmarks.txt").write_text("# x y z\n" + rows)
     np.testing.assert_allclose(read_scan_landmarks(str(tmp_path / "b_landmarks.txt")), pts[:51])
     # LJSON listing its groups in another order: read back in iBUG order
     groups = [("mouth", range(48, 68)), ("jaw", range(17)), ("nose", range(27, 36)),

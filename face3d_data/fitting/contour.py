@@ -84,7 +84,7 @@ def derive_contour_lines(mean: np.ndarray, triangles: np.ndarray | None,
     mid_x = mean[landmarks[27:31], 0].mean()  # nose bridge and tip
     band = 0.5 * np.median(np.abs(np.diff(jaw[:, 1])))
     lines = []
-    for i, p in enumerate(jaw):
+    for p in jaw:
         reach = p[0] - mid_x
         rel = (mean[:, 0] - mid_x) / reach if reach != 0 else np.zeros(len(mean))
         keep = (on_mesh & (np.abs(mean[:, 1] - p[1]) <= band) & (rel >= 0.3) & (rel <= 1.0)

@@ -23,7 +23,8 @@ from face3d_data.io.mesh import Mesh, read_mesh, write_mesh
 
 __all__ = [
     "atomic_write", "write_bytes", "write_text",
-    "read_image", "write_image", "write_png16", "encode_image", "is_image_file", "list_images", "IMAGE_EXTENSIONS", "PHOTO_EXTENSIONS",
+    "read_image", "write_image", "write_png16", "encode_image", "is_image_file", "list_images",
+    "IMAGE_EXTENSIONS", "PHOTO_EXTENSIONS",
     "read_mat", "write_mat", "encode_mat", "check_field",
     "save_npy", "load_npy", "save_npz", "encode_npz",
     "read_landmarks", "write_landmarks_txt", "write_pts",

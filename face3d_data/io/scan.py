@@ -189,8 +189,8 @@ def _ply_scan(path, vert, faces) -> Scan:
         raise InputError(path, "PLY has no vertex x/y/z properties")
     v = np.stack([np.asarray(vert[k], np.float64) for k in "xyz"], 1)
     colors = None
-    cn = next(((a, b, c) for a, b, c in (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
-               if a in names), None)
+    colour_names = (("red", "green", "blue"), ("r", "g", "b"), ("diffuse_red", "diffuse_green", "diffuse_blue"))
+    cn = next(((a, b, c) for a, b, c in colour_names if a in names), None)
     if cn is not None:
         raw = np.stack([np.asarray(vert[k]) for k in cn], 1)
         c = raw.astype(np.float32)

@@ -1,8 +1,8 @@
 """5 points from 68, alignment to the 224x224 Deep3DFaceRecon crop, and the ArcFace similarity.
 
 Everything is in the canonical image frame (0-based, pixel centres at integers, x right, y down);
-Deep3DFaceRecon does the same arithmetic on y-up points (docs/formats.md#deep3dfacerecon-alignment), which gives the same
-crop because the least-squares fit is equivariant under the flip.
+Deep3DFaceRecon does the same arithmetic on y-up points (docs/formats.md#deep3dfacerecon-alignment), which gives
+the same crop because the least-squares fit is equivariant under the flip.
 """
 
 from __future__ import annotations

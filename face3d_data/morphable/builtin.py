@@ -429,7 +429,7 @@ def _texture(grid: _Grid, mean: np.ndarray, rng: np.random.Generator):
         (beard * skin_w)[:, None] * [-12.0, -11.0, -10.0],             # stubble shadow
         (_smoothstep(y, 20, 80) * skin_w)[:, None] * [10.0, 6.0, 2.0],  # forehead tan
     ]
-    for k in range(6):
+    for _ in range(6):
         cen = rng.uniform([-60, -80, 40], [60, 80, 100])
         w = np.exp(-0.5 * np.sum((mean - cen) ** 2, axis=1) / 30.0 ** 2) * skin_w
         fields.append(w[:, None] * rng.normal(0, 4, 3))

@@ -490,7 +490,8 @@ def face3d_bfm_fields(model: MorphableModel) -> dict:
     def col(a):
         return np.asarray(a, np.float64).reshape(3 * n, -1)
 
-    fields = {"shapeMU": col(m.mean), "shapePC": col(m.shape_basis), "shapeEV": m.shape_std.astype(np.float64).reshape(-1, 1),
+    fields = {"shapeMU": col(m.mean), "shapePC": col(m.shape_basis),
+              "shapeEV": m.shape_std.astype(np.float64).reshape(-1, 1),
               "expMU": np.zeros((3 * n, 1)), "expPC": col(m.exp_basis),
               "expEV": m.exp_std.astype(np.float64).reshape(-1, 1),
               "tri": (m.triangles.astype(np.float64) + 1).T, "tri_mouth": np.zeros((3, 0)),

@@ -482,7 +482,7 @@ class MorphableModel:
         arrays.update({k: v for k, v in optional.items() if v is not None})
         if self.contour_lines is not None:
             arrays["contour_flat"] = np.concatenate(self.contour_lines).astype(np.int64)
-            arrays["contour_offsets"] = np.cumsum([0] + [len(l) for l in self.contour_lines]).astype(np.int64)
+            arrays["contour_offsets"] = np.cumsum([0] + [len(line) for line in self.contour_lines]).astype(np.int64)
         with atomic_write(path, mode="wb") as f:
             np.savez(f, **arrays)
 

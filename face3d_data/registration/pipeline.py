@@ -226,7 +226,10 @@ def register_scan(template: Template, scan_vertices, scan_triangles, landmark_po
     # normalised frame for NICP: centred on the aligned template, bbox diagonal 1
     c0 = init_mm.mean(axis=0)
     D = float(np.linalg.norm(init_mm.max(0) - init_mm.min(0)))
-    norm = lambda p: (np.asarray(p, np.float64) - c0) / D
+
+    def norm(p):
+        return (np.asarray(p, np.float64) - c0) / D
+
     target = Target.build(norm(sv_mm), st, options.closest)
     # orientation of the scan relative to the (outward) template: check once, flip if needed
     probe = find_correspondences(target, norm(init_mm), vertex_normals(norm(init_mm), tri), 10.0 / D, -2.0)
@@ -271,7 +274,8 @@ def register_scan(template: Template, scan_vertices, scan_triangles, landmark_po
                                  options.valid_distance_mm / D, sched.min_cos)
     valid = final.weight > 0
     dist_mm = (final.distance * D).astype(np.float32)
-    conf = (valid * np.exp(-dist_mm.astype(np.float64) ** 2 / (2 * options.confidence_sigma_mm ** 2))).astype(np.float32)
+    sigma = options.confidence_sigma_mm
+    conf = (valid * np.exp(-dist_mm.astype(np.float64) ** 2 / (2 * sigma ** 2))).astype(np.float32)
     weight = (template.weights * conf).astype(np.float32)
     reg_mm = registered * D + c0
     s_mm, t_mm = s_n * D, t_n * D + c0              # model -> scan mm

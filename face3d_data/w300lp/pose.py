@@ -1,4 +1,5 @@
-"""300W-LP pose algebra (``face3d_data.w300lp.pose``): ``Pose_Para``, rotation conventions, projection to the canonical frame.
+"""300W-LP pose algebra (``face3d_data.w300lp.pose``): ``Pose_Para``, rotation conventions, projection to the
+canonical frame.
 
 ``Pose_Para = [pitch, yaw, roll (rad), tx, ty, tz, f]`` (300W-LP / 3DDFA). The rotation is
 

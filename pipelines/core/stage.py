@@ -90,8 +90,8 @@ class Stage:
     - ``setup(cfg)`` (optional): load what every item needs (a model...); cached once per worker
       process and available as ``ctx.resources``.
     - ``process(item, cfg, ctx) -> dict`` (required unless ``process_batch`` is overridden): do
-      one item; write its files under ``ctx.out_dir`` with :mod:`face3d_data.io`; return ``{"outputs": [relative paths], ...}``
-      plus any scalar columns for the manifest. Raise on a bad item (preferably
+      one item; write its files under ``ctx.out_dir`` with :mod:`face3d_data.io`; return
+      ``{"outputs": [relative paths], ...}`` plus any scalar columns for the manifest. Raise on a bad item (preferably
       :class:`face3d_data.errors.InputError` naming the file).
     - ``finish(cfg, ctx, records)`` (optional): after all items — datalists, reports. ``records``
       are the manifest rows of the successful items (dicts with ``key``, ``inputs``, ``outputs``...).

@@ -67,7 +67,8 @@ class ParsingResources:
 
 class ParsingStage(Stage):
     name = "parsing"
-    summary = "Face-part label maps (skin, brows, eyes, nose, lips, mouth, neck) by z-buffer for a 300W-LP-format dataset."
+    summary = ("Face-part label maps (skin, brows, eyes, nose, lips, mouth, neck) by z-buffer "
+               "for a 300W-LP-format dataset.")
     Options = ParsingOptions
     input_options = ("data_root",)
     asset_options = ("model", "classes")
@@ -128,7 +129,8 @@ class ParsingStage(Stage):
     def finish(self, cfg, ctx, records):
         from face3d_data.parsing import class_table
 
-        table = {"classes": class_table(), "left_right": "as seen in a frontal image (iBUG: left eye = landmarks 36-41)",
+        table = {"classes": class_table(),
+                 "left_right": "as seen in a frontal image (iBUG: left eye = landmarks 36-41)",
                  "source": cfg.classes, "model": cfg.model,
                  "frame": "canonical: 0-based, x right, y down; maps have the input image's size"}
         write_text(ctx.path("parsing_classes.json"), json.dumps(table, indent=2, sort_keys=True) + "\n")

@@ -292,7 +292,7 @@ cdef Py_ssize_t interpolate_pixels(const float* attributes, Py_ssize_t n_vertice
     cdef const float* a0
     cdef const float* a1
     cdef const float* a2
-    cdef double b0, b1, b2
+    cdef double b0, b1, b2, v00, v01, v02, v10, v11, v12, v20, v21, v22
     for p in range(n_pixels):
         t = triangle_id[p]
         if t < 0:
@@ -310,6 +310,14 @@ cdef Py_ssize_t interpolate_pixels(const float* attributes, Py_ssize_t n_vertice
         a1 = attributes + <Py_ssize_t>i1 * channels
         a2 = attributes + <Py_ssize_t>i2 * channels
         b0 = barycentric[3 * p]; b1 = barycentric[3 * p + 1]; b2 = barycentric[3 * p + 2]
+        if channels == 3:   # unrolled, as in _shade_pixel (same arithmetic)
+            v00 = a0[0]; v01 = a0[1]; v02 = a0[2]
+            v10 = a1[0]; v11 = a1[1]; v12 = a1[2]
+            v20 = a2[0]; v21 = a2[1]; v22 = a2[2]
+            out[3 * p] = <float>(b0 * v00 + b1 * v10 + b2 * v20)
+            out[3 * p + 1] = <float>(b0 * v01 + b1 * v11 + b2 * v21)
+            out[3 * p + 2] = <float>(b0 * v02 + b1 * v12 + b2 * v22)
+            continue
         for c in range(channels):
             out[p * channels + c] = <float>(b0 * a0[c] + b1 * a1[c] + b2 * a2[c])
     return -1

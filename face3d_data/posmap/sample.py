@@ -8,6 +8,7 @@ the projected 68 landmark vertices (:mod:`face3d_data.posmap.crop`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -72,31 +73,57 @@ def image_coverage(image_hw, box: CropBox) -> float:
     return float(ox * oy / max(box.size * box.size, 1e-12))
 
 
-def batch_vertices(model, coefficients: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """Model-space vertices for several (shape, exp) coefficient pairs with one matrix product.
+def batch_vertices(model, coefficients: list[tuple[np.ndarray, np.ndarray]],
+                   group: int | Sequence[int] | None = None) -> list[np.ndarray]:
+    """Model-space vertices for several (shape, exp) coefficient pairs, one product per group.
 
     Evaluating the (3N × K) basis is memory-bandwidth bound and the largest per-sample cost of a
-    position map, so batching samples reads the basis once per batch; identical coefficient sets
-    (the views of one face, rotated copies) are evaluated once. The result depends only on the
-    batch's content.
+    position map. The pairs are cut into consecutive groups of ``group`` (all in one group when
+    None); each group is one matrix product over its distinct coefficient sets (identical sets,
+    the views of one face or rotated copies, are evaluated once), and the basis is streamed once
+    for all groups (:func:`face3d_data.morphable.streamed.grouped_vertices`). A pair's result
+    depends only on its group's content, bit for bit, not on how many groups are evaluated
+    together: the posmap stage keeps groups of 8 (its outputs are those of one product per 8
+    samples) while reading the basis once per runner batch.
 
     Args:
         model: a :class:`~face3d_data.morphable.MorphableModel`.
         coefficients: (shape (Ks,), exp (Ke,)) float64 pairs, Ks <= n_shape, Ke <= n_exp
             (:func:`face3d_data.w300lp.model_coefficients`).
+        group: pairs per product (>= 1); or the sizes of consecutive groups (summing to the
+            number of pairs, zeros allowed); or None for one product over all pairs.
     Returns:
         one read-only (N, 3) float32 array per pair.
     """
-    keys = [b"%d:%d:" % (s.size, e.size) + s.tobytes() + e.tobytes() for s, e in coefficients]
-    rows = {key: i for i, key in enumerate(dict.fromkeys(keys))}
-    if not rows:
-        return []
-    firsts = [coefficients[keys.index(key)] for key in rows]
-    shapes = np.stack([np.pad(s, (0, model.n_shape - s.size)) for s, _ in firsts])
-    exps = np.stack([np.pad(e, (0, model.n_exp - e.size)) for _, e in firsts]) if model.n_exp else None
-    flat = model.vertices(shapes, exps)
-    flat.flags.writeable = False
-    return [flat[rows[key]] for key in keys]
+    from face3d_data.morphable.streamed import grouped_vertices
+
+    if group is None or np.ndim(group) == 0:
+        if group is not None and (isinstance(group, bool) or int(group) != group or group < 1):
+            raise ValueError(f"group must be a positive integer, a list of sizes or None, got {group!r}")
+        size = max(1, len(coefficients) if group is None else int(group))
+        sizes = [min(size, len(coefficients) - i) for i in range(0, len(coefficients), size)]
+    else:
+        sizes = [int(n) for n in group]
+        if any(n < 0 for n in sizes) or sum(sizes) != len(coefficients):
+            raise ValueError(f"group sizes {sizes} do not add up to the {len(coefficients)} pairs")
+    starts = np.cumsum([0] + sizes)
+    chunks = [coefficients[a:b] for a, b in zip(starts[:-1], starts[1:]) if b > a]
+    plans, matrices = [], []
+    for chunk in chunks:
+        keys = [b"%d:%d:" % (s.size, e.size) + s.tobytes() + e.tobytes() for s, e in chunk]
+        rows = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+        firsts = [chunk[keys.index(key)] for key in rows]
+        coef = np.stack([np.pad(s, (0, model.n_shape - s.size)) for s, _ in firsts]).astype(np.float32)
+        if model.n_exp:  # model.vertices(shapes, exps)'s coefficient matrix, exactly
+            exps = np.stack([np.pad(e, (0, model.n_exp - e.size)) for _, e in firsts]).astype(np.float32)
+            coef = np.concatenate([coef, exps], axis=1)
+        plans.append((keys, rows))
+        matrices.append(coef)
+    out = []
+    for (keys, rows), flat in zip(plans, grouped_vertices(model, matrices)):
+        flat.flags.writeable = False
+        out += [flat[rows[key]] for key in keys]
+    return out
 
 
 def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_indices: np.ndarray,

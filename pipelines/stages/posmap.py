@@ -80,7 +80,11 @@ def output_names(key: str) -> dict:
 class PosmapStage(Stage):
     name = "posmap"
     summary = "PRNet training pairs: 256 crop + UV position map per 300W-LP-format sample, datalists."
-    batch_size = 8  # samples per basis evaluation (face3d_data.posmap.batch_vertices)
+    # Samples per runner batch: the basis is streamed once per batch. The outputs are those of one
+    # basis product per SYNTHESIS_GROUP consecutive samples (batches of 8 before the basis was
+    # streamed), so batch_size must stay a multiple of it for the groups to fall where they did.
+    batch_size = 64
+    SYNTHESIS_GROUP = 8
     Options = PosmapOptions
     input_options = ("data_root",)
     asset_options = ("model",)
@@ -116,16 +120,20 @@ class PosmapStage(Stage):
     def process_batch(self, items, cfg: PosmapOptions, ctxs):
         res = ctxs[0].resources
         results: list = [None] * len(items)
-        loaded = []
-        for i, item in enumerate(items):
-            try:
-                image = read_image(item.inputs["image"])
-                labels = read_labels(item.inputs["mat"])
-                coefficients = model_coefficients(res.model, labels, item.inputs["mat"])
-                loaded.append((i, image, labels, coefficients))
-            except Exception as exc:  # noqa: BLE001 - reported for this item only
-                results[i] = exc
-        vertices = batch_vertices(res.model, [c for _, _, _, c in loaded])
+        loaded, sizes = [], []
+        for start in range(0, len(items), self.SYNTHESIS_GROUP):
+            sizes.append(0)
+            for i in range(start, min(len(items), start + self.SYNTHESIS_GROUP)):
+                item = items[i]
+                try:
+                    image = read_image(item.inputs["image"])
+                    labels = read_labels(item.inputs["mat"])
+                    coefficients = model_coefficients(res.model, labels, item.inputs["mat"])
+                    loaded.append((i, image, labels, coefficients))
+                    sizes[-1] += 1
+                except Exception as exc:  # noqa: BLE001 - reported for this item only
+                    results[i] = exc
+        vertices = batch_vertices(res.model, [c for _, _, _, c in loaded], group=sizes)
         for (i, image, labels, _), verts in zip(loaded, vertices):
             try:
                 results[i] = self._write_sample(items[i], cfg, ctxs[i], res, image, labels, verts)

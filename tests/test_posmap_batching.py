@@ -1,0 +1,122 @@
+"""Streamed synthesis: many groups of vertices with the basis read once equal one product per group,
+bit for bit, and the posmap stage's bytes do not depend on its runner batch size."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from conftest import run_named
+from threadpoolctl import threadpool_limits
+
+from face3d_data.io import write_image, write_mat
+from face3d_data.morphable import streamed
+from face3d_data.morphable.testing import random_model
+from face3d_data.posmap import batch_vertices
+
+
+@pytest.fixture(scope="module")
+def model():
+    # 3 x 3000 = 9000 basis rows: a first tile, and a last one of another length
+    return random_model(3000, 199, 29, seed=1, n_tex=4)
+
+
+def _groups(model, sizes, seed=0):
+    rng = np.random.default_rng(seed)
+    k = model.n_shape + model.n_exp
+    return [(rng.standard_normal((b, k)) * np.r_[model.shape_std, model.exp_std]).astype(np.float32)
+            for b in sizes]
+
+
+@pytest.mark.parametrize("threads", [1, None])
+def test_grouped_vertices_equal_one_product_per_group(model, threads):
+    groups = _groups(model, [8, 1, 5, 8, 2, 3, 7, 4, 6])
+    with threadpool_limits(limits=threads):
+        got = streamed.grouped_vertices(model, groups)
+        want = [model.vertices(g[:, :model.n_shape], g[:, model.n_shape:]) for g in groups]
+    assert [g.shape for g in got] == [(len(g), model.n_vertices, 3) for g in groups]
+    for a, b in zip(got, want):
+        assert a.dtype == np.float32 and np.array_equal(a, b)  # bit for bit, not allclose
+
+
+def test_tiled_products_equal_the_one_call_product_on_this_blas(model):
+    """The tiling itself (several tiles, a discarded lead before each): bit-equal to one call
+    when the probe says so, and the probe agrees with a direct comparison on the full basis."""
+    block, mean = model.basis_matrix, model.mean.reshape(-1)
+    groups = _groups(model, range(1, 9), seed=2)
+    with threadpool_limits(limits=1):
+        tiled = streamed._tiled(groups, block, mean, tile=2048, lead=768)
+        direct = [streamed._one_product(g, block, mean) for g in groups]
+        same = all(np.array_equal(a, b) for a, b in zip(tiled, direct))
+        assert streamed.streaming_is_exact(block, 8, tile=2048, lead=768) == same
+    # independent of BLAS: float64 reference within float32 rounding
+    ref = groups[3].astype(np.float64) @ block.T.astype(np.float64) + mean
+    np.testing.assert_allclose(tiled[3], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
+
+
+def test_grouped_vertices_rejects_bad_groups(model):
+    with pytest.raises(ValueError, match="float32"):
+        streamed.grouped_vertices(model, [np.zeros((2, 5), np.float32)])
+    with pytest.raises(ValueError, match="NaN"):
+        streamed.grouped_vertices(model, [np.full((1, model.n_shape + model.n_exp), np.nan, np.float32)])
+    assert streamed.grouped_vertices(model, []) == []
+
+
+def test_batch_vertices_groups_are_separate_products(model):
+    rng = np.random.default_rng(3)
+    pairs = [(rng.normal(size=model.n_shape) * model.shape_std, rng.normal(size=model.n_exp) * model.exp_std)
+             for _ in range(13)]
+    pairs[4] = pairs[1]  # a repeated face inside a group is evaluated once
+    with threadpool_limits(limits=1):
+        grouped = batch_vertices(model, pairs, group=8)
+        per_batch = batch_vertices(model, pairs[:8]) + batch_vertices(model, pairs[8:])
+        sized = batch_vertices(model, pairs, group=[3, 0, 10])
+        per_size = batch_vertices(model, pairs[:3]) + batch_vertices(model, pairs[3:])
+    assert all(np.array_equal(a, b) for a, b in zip(grouped, per_batch))
+    assert all(np.array_equal(a, b) for a, b in zip(sized, per_size))
+    assert np.shares_memory(grouped[1], grouped[4]) and not grouped[0].flags.writeable
+    with pytest.raises(ValueError, match="add up"):
+        batch_vertices(model, pairs, group=[5, 5])
+    with pytest.raises(ValueError, match="positive"):
+        batch_vertices(model, pairs, group=0)
+
+
+def _digest(root):
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            if name.startswith(("manifest", ".")) or ".face3d" in folder:
+                continue
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def test_posmap_bytes_do_not_depend_on_the_runner_batch(model, tmp_path, monkeypatch):
+    """Batches of 64 (basis streamed once per batch) give the bytes of batches of 8 (one
+    product per batch, the stage before streaming), including a damaged sample in a group."""
+    from face3d_data.w300lp.synth import synthesize
+    from pipelines.stages.posmap import PosmapStage
+
+    root = tmp_path / "300W_LP"
+    rng = np.random.default_rng(4)
+    for i in range(19):
+        s = synthesize(model, rng, 160, yaw_range_deg=40.0)
+        write_image(str(root / "AFW" / f"AFW_{i}_1_0.jpg"), s.image)
+        write_mat(str(root / "AFW" / f"AFW_{i}_1_0.mat"), s.labels)
+    (root / "AFW" / "AFW_10_1_0.mat").write_bytes(b"not a mat file")
+    model_path = str(tmp_path / "model.npz")
+    model.save(model_path)
+    options = {"data_root": str(root), "model": model_path, "resolution": 64, "posmap_png_every": 3}
+    assert PosmapStage.batch_size % PosmapStage.SYNTHESIS_GROUP == 0
+    streamed_run = run_named("posmap", tmp_path / "b64", **options)
+    monkeypatch.setattr(PosmapStage, "batch_size", PosmapStage.SYNTHESIS_GROUP)
+    monkeypatch.setattr(streamed, "grouped_vertices",
+                        lambda m, groups: [streamed._one_product(g, m.basis_matrix, m.mean.reshape(-1))
+                                           .reshape(len(g), m.n_vertices, 3) for g in groups])
+    plain_run = run_named("posmap", tmp_path / "b8", **options)
+    assert streamed_run.failed == plain_run.failed == 1
+    assert _digest(tmp_path / "b64") == _digest(tmp_path / "b8")

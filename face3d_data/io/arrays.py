@@ -9,14 +9,15 @@ import zipfile
 import numpy as np
 
 from face3d_data.errors import InputError
-from face3d_data.io.atomic import write_bytes
+from face3d_data.io.atomic import atomic_write, write_bytes
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` (``.npy``) atomically."""
-    buf = _io.BytesIO()
-    np.save(buf, np.asarray(array), allow_pickle=False)
-    write_bytes(path, buf.getvalue())
+    """Write ``array`` to ``path`` (``.npy``) atomically: the bytes of ``np.save``, written
+    from the array's memory straight into the temporary file (no in-memory copy of the file)."""
+    array = np.asanyarray(array)
+    with atomic_write(path, "wb") as f:
+        np.lib.format.write_array(f, array, allow_pickle=False)
 
 
 def load_npy(path: str | os.PathLike) -> np.ndarray:

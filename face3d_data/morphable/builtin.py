@@ -32,9 +32,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-from scipy.interpolate import PchipInterpolator
 
 from face3d_data.morphable.model import REGIONS, MorphableModel
+
+
+def _pchip(*args, **kwargs):
+    """``scipy.interpolate.PchipInterpolator``, imported on first use (scipy.interpolate takes
+    ~0.5 s to import, paid by every stage worker that imports the model package otherwise)."""
+    from scipy.interpolate import PchipInterpolator
+
+    return PchipInterpolator(*args, **kwargs)
 
 #: Bump when the generated model changes (the cache file name carries it).
 VERSION = 1
@@ -144,7 +151,7 @@ class _Grid:
         knots_t = _PROFILE[:, 0].copy()
         knots_t[_JAW_KNOT] = self.jaw_row / (_N_ROWS - 1)
         t_rows = np.linspace(0, 1, _N_ROWS)
-        prof = PchipInterpolator(knots_t, _PROFILE[:, 1:], axis=0)(t_rows)
+        prof = _pchip(knots_t, _PROFILE[:, 1:], axis=0)(t_rows)
         th, row = np.meshgrid(self.theta_cols, np.arange(_N_ROWS))
         p = prof[row]
         y_f, z_f, y_s, w, zc = (p[..., i] for i in range(5))
@@ -177,11 +184,11 @@ def _nose_height(x, y):
     """Nose protrusion (mm) over the frontal plane."""
     ys = np.array([42, 32, 20, 8, -2, -9, -17, -26], float)
     hs = np.array([0, 3, 8.5, 15, 21, 15, 0.5, 0], float)
-    h = PchipInterpolator(ys[::-1], hs[::-1], extrapolate=False)(y)
+    h = _pchip(ys[::-1], hs[::-1], extrapolate=False)(y)
     h = np.nan_to_num(h)
     sy = np.array([42, 20, 0, -10, -26], float)
     ss = np.array([5.0, 5.5, 7.5, 9.0, 9.0])
-    sx = PchipInterpolator(sy[::-1], ss[::-1], extrapolate=True)(np.clip(y, -26, 42))
+    sx = _pchip(sy[::-1], ss[::-1], extrapolate=True)(np.clip(y, -26, 42))
     ridge = h * np.exp(-0.5 * (x / sx) ** 2)
     alae = 7.0 * _g_pair(x, y, 13.0, -11.0, 5.0, 4.5)
     tip = 3.0 * _g(x, y, 0, -3, 6.5, 5)

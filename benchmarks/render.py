@@ -4,7 +4,8 @@ Times rasterize, render_attributes (3 float channels), PNCC and a 256x256 UV pos
 face-like meshes of the sizes of the BFM no-neck (38,416 vertices / 76,050 triangles) and full
 (53,361 / 105,800) topologies, at 120², 256² and 450², single-threaded, then batched throughput
 on 1 thread and on every core. Every ms is the min of N rounds in which all the callables of a
-case are timed in turn, so load from other processes hits them alike. Printed ratios:
+case are timed in turn, so load from other processes hits them alike; every "x" ratio between two
+callables is the median over the rounds of their ratio within a round. Printed ratios:
 
 - call / kernel: the public call with fresh buffers and with ``out=`` buffers, against the Cython
   kernel alone (``face3d_data._raster.rasterize_into`` on converted inputs into preallocated
@@ -70,22 +71,53 @@ def face_mesh(grid: int, size: int):
     return model, image, tris, uv
 
 
-def best_ms(fn, repeats: int) -> float:
-    return interleaved_best_ms({"fn": fn}, repeats)["fn"]
+class Timings:
+    """Per-round times of several callables timed in turn (see :func:`interleaved`).
+
+    ``ms(label)`` is the minimum over the rounds; ``ratio(a, b)`` the median over the rounds of
+    a's time / b's time in the same round, so a slow phase of a shared machine (other processes,
+    frequency changes) divides out instead of landing on one callable and not the other.
+    """
+
+    def __init__(self, times: dict):
+        self.times = {label: np.asarray(t) for label, t in times.items()}
+
+    def __contains__(self, label):
+        return label in self.times
+
+    def labels(self):
+        return list(self.times)
+
+    def ms(self, label) -> float:
+        return float(self.times[label].min() * 1e3)
+
+    def ratio(self, a, b) -> float:
+        return float(np.median(self.times[a] / self.times[b]))
+
+
+def interleaved(fns: dict, repeats: int) -> Timings:
+    """Time every callable once per round, in turn (forward, then reversed order in alternate
+    rounds), for ``repeats`` rounds after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    times = {label: [] for label in fns}
+    items = list(fns.items())
+    for r in range(repeats):
+        for label, fn in (items if r % 2 == 0 else items[::-1]):
+            t0 = time.perf_counter()
+            fn()
+            times[label].append(time.perf_counter() - t0)
+    return Timings(times)
 
 
 def interleaved_best_ms(fns: dict, repeats: int) -> dict:
-    """{label: min ms over ``repeats`` rounds}; each round times every callable once, in turn,
-    so that load from other processes on a shared machine hits all of them alike."""
-    for fn in fns.values():
-        fn()
-    best = {label: float("inf") for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            best[label] = min(best[label], time.perf_counter() - t0)
-    return {label: t * 1e3 for label, t in best.items()}
+    """{label: min ms over ``repeats`` rounds of :func:`interleaved`}."""
+    timed = interleaved(fns, repeats)
+    return {label: timed.ms(label) for label in timed.labels()}
+
+
+def best_ms(fn, repeats: int) -> float:
+    return interleaved_best_ms({"fn": fn}, repeats)["fn"]
 
 
 def load_anchors():
@@ -148,19 +180,19 @@ class Report:
         ratio = f"{numpy_ms / ms:8.1f}x" if numpy_ms else ""
         print(f"{mesh:9} {size:>4} {op:30} {ms:8.3f} {1e3 / ms:8.0f} {ratio:>9}", flush=True)
 
-    def overhead(self, mesh, size, op, timed):
-        kernel = timed["kernel"]
-        self.overheads.append(f"{mesh:9} {size:>4} {op:18} kernel {kernel:6.3f} ms; call fresh "
-                              f"{timed['fresh'] / kernel:5.2f}x, call out= {timed['out='] / kernel:5.2f}x")
+    def overhead(self, mesh, size, op, timed: Timings):
+        self.overheads.append(f"{mesh:9} {size:>4} {op:21} kernel {timed.ms('kernel'):6.3f} ms; call fresh "
+                              f"{timed.ratio('fresh', 'kernel'):5.2f}x, call out= "
+                              f"{timed.ratio('out=', 'kernel'):5.2f}x")
 
-    def versus(self, mesh, size, op, timed, ours=("kernel", "fresh", "out=")):
-        for label, ms in timed.items():
+    def versus(self, mesh, size, op, timed: Timings, ours=("kernel", "fresh", "out=")):
+        for label in timed.labels():
             if ":" not in label:
                 continue
             mine = [o for o in ours if o in timed]
-            parts = ", ".join(f"{o} {ms / timed[o]:5.2f}x" for o in mine)
-            self.anchors.append(f"{mesh:9} {size:>4} {op:9} vs {label.split(':')[1]:7} {ms:6.3f} ms: "
-                                f"ours ({mine[0]}) {timed[mine[0]]:6.3f} ms; speed-up {parts}")
+            parts = ", ".join(f"{o} {timed.ratio(label, o):5.2f}x" for o in mine)
+            self.anchors.append(f"{mesh:9} {size:>4} {op:9} vs {label.split(':')[1]:7} {timed.ms(label):6.3f} ms: "
+                                f"ours ({mine[0]}) {timed.ms(mine[0]):6.3f} ms; speed-up {parts}")
 
 
 def time_case(report, label, grid, size, anchors, repeats):
@@ -189,10 +221,10 @@ def time_case(report, label, grid, size, anchors, repeats):
     names = {"zbuffer": "rasterize", "colors": "render_attributes C=3", "pncc": "render_pncc"}
     for op, fns in cases.items():
         fns.update({k: f for k, f in anchor.items() if k.startswith(op + ":")})
-        timed = interleaved_best_ms(fns, repeats)
-        for name, ms in timed.items():
+        timed = interleaved(fns, repeats)
+        for name in timed.labels():
             shown = {"kernel": f"{names[op]} kernel", "fresh": names[op], "out=": f"{names[op]} out="}
-            report.row(label, size, shown.get(name, name), ms, numpy_ms)
+            report.row(label, size, shown.get(name, name), timed.ms(name), numpy_ms)
         if "kernel" in timed:
             report.overhead(label, size, names[op], timed)
         report.versus(label, size, op, timed)
@@ -205,9 +237,9 @@ def time_uv(report, label, grid, anchors, repeats):
     if "face3d" in anchors:
         uv3 = np.concatenate([uv, np.zeros((len(uv), 1), np.float32)], 1)
         fns["UV posmap:face3d"] = partial(face3d_uv, anchors["face3d"], uv3, tris, image)
-    timed = interleaved_best_ms(fns, repeats)
-    for name, ms in timed.items():
-        report.row(label, 256, "UV position map" if name == "fresh" else name, ms)
+    timed = interleaved(fns, repeats)
+    for name in timed.labels():
+        report.row(label, 256, "UV position map" if name == "fresh" else name, timed.ms(name))
     report.versus(label, 256, "UV posmap", timed, ours=("fresh",))
 
 
@@ -259,11 +291,11 @@ def main(argv=None):
         time_uv(report, label, grid, anchors, args.repeats)
 
     print("\ncall / kernel (public call over the Cython kernel on the same inputs; fresh buffers, "
-          "then reused out= buffers):")
+          "then reused out= buffers; median of the per-round ratios):")
     print("\n".join("  " + r for r in report.overheads))
     if report.anchors:
-        print("\nspeed-up over each anchor (anchor ms / ours; kernel, public call fresh and out=; "
-              "same mesh, same run):")
+        print("\nspeed-up over each anchor (anchor / ours, median of the per-round ratios; kernel, public "
+              "call fresh and out=; same mesh, same run):")
         print("\n".join("  " + r for r in report.anchors))
     time_batches(args.batch, args.repeats)
 

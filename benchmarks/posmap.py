@@ -7,14 +7,21 @@
    ``--samples`` 300W-LP-format pairs. Labels are unique per sample by default (``--views 1``:
    nothing to share); ``--views 8`` gives groups of 8 consecutive views sharing
    ``Shape_Para``/``Exp_Para``, like 300W-LP's views or rotated copies (evaluated once per batch).
-2. Where time goes, one process, per sample: decode (JPEG + .mat), synthesis (vertices for a
-   batch of the stage's ``batch_size`` samples with one basis product, + projection), crop (box + image warp), raster (UV position map), encode (JPEG crop, .npy, PNG
-   picture), write (atomic file writes).
+2. Where time goes, one process, single-threaded BLAS (as in the stage's workers), per sample:
+   jpeg (decode), mat (label read), synthesis (vertices as the stage computes them: one basis
+   product per group of ``--synthesis-group`` samples (the stage's ``synthesis_group``, default
+   8), the basis streamed once per runner batch of ``batch_size``; + projection), crop (box +
+   image warp), raster (UV position map), encode (JPEG crop, PNG picture), write (atomic file
+   writes; the .npy straight from the array).
+   Same run, interleaved: the synthesis as before (one full basis pass per group of 8), streamed
+   (groups of 8, bit-equal: checked) and with groups of 64 (the opt-in, not bit-equal), ratios.
 3. A straightforward reference in the same run (face3d's approach: float64 vertices, the UV mesh
    re-rasterised for every sample with ``render_uv``, ``skimage.transform.warp`` for the crop),
    and the ratio.
 4. End to end: the real stage through the runner with ``--jobs`` workers (loky), samples/s
-   including worker start-up and model loading.
+   including worker start-up and model loading; and the steady rate, (N - n) / (t_N - t_n)
+   against a run of n = 2 runner batches per worker (start-up, model loading and ``finish``
+   cancel out), which is what a 122,450-sample 300W-LP run sees.
 
 Timings on a shared machine are noisy; compare the ratio, not the absolute numbers.
 """
@@ -22,7 +29,6 @@ Timings on a shared machine are noisy; compare the ratio, not the absolute numbe
 from __future__ import annotations
 
 import argparse
-import io as _io
 import os
 import shutil
 import sys
@@ -33,7 +39,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from face3d_data.io import encode_image, read_image, read_mat, write_bytes, write_image, write_mat  # noqa: E402
+from _machine import print_machine  # noqa: E402
+
+from face3d_data.io import encode_image, read_image, read_mat, save_npy, write_bytes, write_image, write_mat  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 from face3d_data.posmap import (  # noqa: E402
     apply_affine,
@@ -98,54 +106,92 @@ def list_pairs(root: str) -> list[tuple[str, str]]:
     return sorted(pairs)
 
 
-def phases(pairs, model, assets, out: str, rng, png_every: int = 50) -> dict:
-    """Per-phase seconds of what the stage does, summed over ``pairs``: samples are synthesised in
-    batches of the stage's ``batch_size`` (one basis product per batch), the rest per sample.
+def phases(pairs, model, assets, out: str, rng, png_every: int = 50, group: int = 8) -> dict:
+    """Per-phase seconds of what the stage does, summed over ``pairs``, BLAS single-threaded:
+    samples are synthesised per runner batch of the stage's ``batch_size`` (groups of
+    ``group``, one product each, the basis streamed once per batch), the rest per sample.
 
     The ``_posmap.png`` picture is encoded for one sample in ``png_every``, as the stage's default.
     """
+    from threadpoolctl import threadpool_limits
+
     from face3d_data.posmap import batch_vertices
     from face3d_data.w300lp import model_coefficients as label_coefficients
     from pipelines.stages.posmap import PosmapStage
 
-    t = dict.fromkeys(("decode", "synthesis", "crop", "raster", "encode", "write"), 0.0)
+    t = dict.fromkeys(("jpeg", "mat", "synthesis", "crop", "raster", "encode", "write"), 0.0)
     res = assets.resolution
     size = PosmapStage.batch_size
     batch_vertex: dict[int, np.ndarray] = {}
-    for i, (jpg, mat) in enumerate(pairs):
-        c0 = time.perf_counter()
-        image = read_image(jpg)
-        fields = read_mat(mat)
-        c1 = time.perf_counter()
-        if i % size == 0:  # the stage synthesises its whole batch with one product
-            batch = pairs[i:i + size]
-            coefficients = [label_coefficients(model, fields if j == 0 else read_mat(m), m)
-                            for j, (_, m) in enumerate(batch)]
-            found = batch_vertices(model, coefficients)
-            batch_vertex = {i + j: v for j, v in enumerate(found)}
-        vertices = batch_vertex[i]
-        projection = projection_affine(fields["Pose_Para"], image.shape[:2])
-        c2 = time.perf_counter()
-        box = landmark_crop_box(apply_affine(vertices[model.landmarks], projection), rng=rng)
-        matrix = crop_matrix(box, res)
-        crop = crop_image(image, matrix, res)
-        c3 = time.perf_counter()
-        posmap = render_position_map(crop_vertices(vertices, matrix, projection), assets)
-        c4 = time.perf_counter()
-        blobs = {"c.jpg": encode_image(crop, ".jpg", 95)}
-        if png_every and i % png_every == 0:
-            blobs["p.png"] = encode_image(preview_image(posmap), ".png")
-        buf = _io.BytesIO()
-        np.save(buf, posmap)
-        blobs["p.npy"] = buf.getvalue()
-        c5 = time.perf_counter()
-        for name, data in blobs.items():
-            write_bytes(os.path.join(out, f"{i}_{name}"), data)
-        c6 = time.perf_counter()
-        for k, a, b in (("decode", c0, c1), ("synthesis", c1, c2), ("crop", c2, c3),
-                        ("raster", c3, c4), ("encode", c4, c5), ("write", c5, c6)):
-            t[k] += b - a
+    with threadpool_limits(limits=1):
+        for i, (jpg, mat) in enumerate(pairs):
+            c0 = time.perf_counter()
+            image = read_image(jpg)
+            c1 = time.perf_counter()
+            fields = read_mat(mat)
+            c2 = time.perf_counter()
+            if i % size == 0:  # the stage synthesises its whole runner batch at once
+                batch = pairs[i:i + size]
+                coefficients = [label_coefficients(model, fields if j == 0 else read_mat(m), m)
+                                for j, (_, m) in enumerate(batch)]
+                found = batch_vertices(model, coefficients, group=group)
+                batch_vertex = {i + j: v for j, v in enumerate(found)}
+            vertices = batch_vertex[i]
+            projection = projection_affine(fields["Pose_Para"], image.shape[:2])
+            c3 = time.perf_counter()
+            box = landmark_crop_box(apply_affine(vertices[model.landmarks], projection), rng=rng)
+            matrix = crop_matrix(box, res)
+            crop = crop_image(image, matrix, res)
+            c4 = time.perf_counter()
+            posmap = render_position_map(crop_vertices(vertices, matrix, projection), assets)
+            c5 = time.perf_counter()
+            blobs = {"c.jpg": encode_image(crop, ".jpg", 95)}
+            if png_every and i % png_every == 0:
+                blobs["p.png"] = encode_image(preview_image(posmap), ".png")
+            c6 = time.perf_counter()
+            for name, data in blobs.items():
+                write_bytes(os.path.join(out, f"{i}_{name}"), data)
+            save_npy(os.path.join(out, f"{i}_p.npy"), posmap)
+            c7 = time.perf_counter()
+            for k, a, b in (("jpeg", c0, c1), ("mat", c1, c2), ("synthesis", c2, c3), ("crop", c3, c4),
+                            ("raster", c4, c5), ("encode", c5, c6), ("write", c6, c7)):
+                t[k] += b - a
     return t
+
+
+def synthesis_ratio(pairs, model, repeats: int = 3) -> dict:
+    """ms/sample of the stage's synthesis over ``pairs`` in runner batches (interleaved, min of
+    ``repeats``): "before" (one basis pass per group of 8), "streamed" (groups of 8, the basis read
+    once per batch: must be bit-equal to before) and "group 64"; plus "bit-equal"."""
+    from threadpoolctl import threadpool_limits
+
+    from face3d_data.morphable import streamed as streaming
+    from face3d_data.posmap import batch_vertices
+    from face3d_data.w300lp import model_coefficients as label_coefficients
+    from pipelines.stages.posmap import PosmapStage
+
+    size = PosmapStage.batch_size
+    coefficients = [label_coefficients(model, read_mat(m), m) for _, m in pairs]
+    batches = [coefficients[i:i + size] for i in range(0, len(coefficients), size)]
+    original = streaming.grouped_vertices
+    plain = lambda m, groups: [streaming._one_product(g, m.basis_matrix, m.mean.reshape(-1))  # noqa: E731
+                               .reshape(len(g), m.n_vertices, 3) for g in groups]
+    variants = {"before": (plain, 8), "streamed": (original, 8), "group 64": (original, 64)}
+    best = dict.fromkeys(variants, float("inf"))
+    results = {}
+    with threadpool_limits(limits=1):
+        for _ in range(repeats):
+            for name, (function, group) in variants.items():
+                streaming.grouped_vertices = function
+                try:
+                    start = time.perf_counter()
+                    results[name] = [v for b in batches for v in batch_vertices(model, b, group=group)]
+                    best[name] = min(best[name], time.perf_counter() - start)
+                finally:
+                    streaming.grouped_vertices = original
+    out = {name: 1e3 * seconds / len(pairs) for name, seconds in best.items()}
+    out["bit-equal"] = all(np.array_equal(a, b) for a, b in zip(results["streamed"], results["before"]))
+    return out
 
 
 def reference(pairs, model, out: str, res: int, rng) -> float:
@@ -182,7 +228,8 @@ def reference(pairs, model, out: str, res: int, rng) -> float:
     return time.perf_counter() - start
 
 
-def end_to_end(root: str, model_path: str, out: str, jobs: int) -> tuple[float, int] | None:
+def end_to_end(root: str, model_path: str, out: str, jobs: int, limit: int | None = None,
+               group: int = 8) -> tuple[float, int] | None:
     try:
         from face3d_data.morphable import load_model  # noqa: F401
         from face3d_data.w300lp import find_samples  # noqa: F401
@@ -192,9 +239,9 @@ def end_to_end(root: str, model_path: str, out: str, jobs: int) -> tuple[float, 
     from pipelines.core import RunOptions, build_config, run_stage
     from pipelines.registry import stage_class
 
-    cfg = build_config("posmap", explicit={"data_root": root, "model": model_path})
+    cfg = build_config("posmap", explicit={"data_root": root, "model": model_path, "synthesis_group": group})
     start = time.perf_counter()
-    summary = run_stage(stage_class("posmap"), RunOptions(out=out, jobs=jobs, quiet=True), cfg=cfg)
+    summary = run_stage(stage_class("posmap"), RunOptions(out=out, jobs=jobs, quiet=True, limit=limit), cfg=cfg)
     return time.perf_counter() - start, summary.processed
 
 
@@ -207,8 +254,11 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--reference-samples", type=int, default=24)
     parser.add_argument("--resolution", type=int, default=256)
+    parser.add_argument("--synthesis-group", type=int, default=8,
+                        help="the stage's synthesis_group (8: bytes as before; 64: faster, not bit-equal)")
     args = parser.parse_args(argv)
 
+    print_machine()
     t0 = time.perf_counter()
     model = random_model(53215, 199, 29, seed=0, n_tex=10)
     print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles, "
@@ -227,21 +277,27 @@ def main(argv=None) -> int:
         n = min(len(pairs), 200)
         os.makedirs(os.path.join(tmp, "phases"))
         cpu = time.process_time()
-        t = phases(pairs[:n], model, assets, os.path.join(tmp, "phases"), rng)
+        t = phases(pairs[:n], model, assets, os.path.join(tmp, "phases"), rng, group=args.synthesis_group)
         cpu = time.process_time() - cpu
         total = sum(t.values())
         from pipelines.stages.posmap import PosmapStage
 
-        print(f"\nwhere time goes (1 process, {n} samples, batches of {PosmapStage.batch_size}): "
+        print(f"\nwhere time goes (1 process, BLAS 1 thread, {n} samples, runner batches of "
+              f"{PosmapStage.batch_size}, one basis product per {args.synthesis_group}): "
               f"{n / total:.1f} samples/s, {1e3 * total / n:.2f} ms/sample wall, "
               f"{1e3 * cpu / n:.2f} ms/sample CPU")
         for k, v in t.items():
             print(f"  {k:10s} {1e3 * v / n:7.2f} ms  {100 * v / total:5.1f} %")
+        syn = synthesis_ratio(pairs[:n], model)
+        print(f"synthesis, same run (min of 3, interleaved), ms/sample: before (one basis pass per "
+              f"group of 8) {syn['before']:.2f}; streamed, groups of 8 {syn['streamed']:.2f} "
+              f"(x{syn['before'] / syn['streamed']:.2f}, bit-equal to before: {syn['bit-equal']}); "
+              f"groups of 64 {syn['group 64']:.2f} (x{syn['before'] / syn['group 64']:.2f}, not bit-equal)")
 
         m = min(len(pairs), args.reference_samples)
         os.makedirs(os.path.join(tmp, "reference"))
         ref = reference(pairs[:m], model, os.path.join(tmp, "reference"), args.resolution, rng)
-        ours = phases(pairs[:m], model, assets, os.path.join(tmp, "phases"), rng)
+        ours = phases(pairs[:m], model, assets, os.path.join(tmp, "phases"), rng, group=args.synthesis_group)
         ours_total = sum(ours.values())
         print(f"\nreference (float64 vertices, UV re-rasterised per sample, skimage warp), "
               f"{m} samples: {1e3 * ref / m:.2f} ms/sample; ours {1e3 * ours_total / m:.2f} "
@@ -249,14 +305,24 @@ def main(argv=None) -> int:
 
         model_path = os.path.join(tmp, "model.npz")
         model.save(model_path)
-        result = end_to_end(root, model_path, os.path.join(tmp, "out"), args.jobs)
+        result = end_to_end(root, model_path, os.path.join(tmp, "out"), args.jobs, group=args.synthesis_group)
+        small = 2 * PosmapStage.batch_size * args.jobs
+        warm = end_to_end(root, model_path, os.path.join(tmp, "out_small"), args.jobs, limit=small,
+                          group=args.synthesis_group) \
+            if result is not None and len(pairs) > 2 * small else None
         if result is not None:
             seconds, processed = result
-            print(f"\nend to end (posmap stage, {args.jobs} workers, loky): {processed} samples "
-                  f"in {seconds:.2f} s = {processed / seconds:.1f} samples/s "
-                  f"(target >= 150/s; the 122,450-sample 300W-LP would take "
-                  f"{122450 / (processed / seconds) / 60:.1f} min); load average "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+            print(f"\nend to end (posmap stage, {args.jobs} workers, loky, synthesis_group "
+                  f"{args.synthesis_group}): {processed} samples "
+                  f"in {seconds:.2f} s = {processed / seconds:.1f} samples/s, "
+                  f"{1e3 * seconds * args.jobs / processed:.2f} ms/sample per core, start-up included "
+                  f"(target >= 400/s)")
+            if warm is not None:
+                steady = (processed - warm[1]) / (seconds - warm[0])
+                print(f"steady rate (against a {warm[1]}-sample run in {warm[0]:.2f} s): {steady:.1f} "
+                      f"samples/s, {1e3 * args.jobs / steady:.2f} ms/sample per core; the 122,450-sample "
+                      f"300W-LP would take {122450 / steady / 60:.1f} min")
+            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

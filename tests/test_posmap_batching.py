@@ -50,7 +50,7 @@ def test_tiled_products_equal_the_one_call_product_on_this_blas(model):
         tiled = streamed._tiled(groups, block, mean, tile=2048, lead=768)
         direct = [streamed._one_product(g, block, mean) for g in groups]
         same = all(np.array_equal(a, b) for a, b in zip(tiled, direct))
-        assert streamed.streaming_is_exact(block, 8, tile=2048, lead=768) == same
+        assert streamed.streaming_is_exact(block, range(1, 9), tile=2048, lead=768) == same
     # independent of BLAS: float64 reference within float32 rounding
     ref = groups[3].astype(np.float64) @ block.T.astype(np.float64) + mean
     np.testing.assert_allclose(tiled[3], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
@@ -99,6 +99,7 @@ def test_posmap_bytes_do_not_depend_on_the_runner_batch(model, tmp_path, monkeyp
     """Batches of 64 (basis streamed once per batch) give the bytes of batches of 8 (one
     product per batch, the stage before streaming), including a damaged sample in a group."""
     from face3d_data.w300lp.synth import synthesize
+    from pipelines.core import build_config
     from pipelines.stages.posmap import PosmapStage
 
     root = tmp_path / "300W_LP"
@@ -111,12 +112,29 @@ def test_posmap_bytes_do_not_depend_on_the_runner_batch(model, tmp_path, monkeyp
     model_path = str(tmp_path / "model.npz")
     model.save(model_path)
     options = {"data_root": str(root), "model": model_path, "resolution": 64, "posmap_png_every": 3}
-    assert PosmapStage.batch_size % PosmapStage.SYNTHESIS_GROUP == 0
+    assert build_config("posmap").synthesis_group == 8 and PosmapStage.batch_size % 8 == 0
     streamed_run = run_named("posmap", tmp_path / "b64", **options)
-    monkeypatch.setattr(PosmapStage, "batch_size", PosmapStage.SYNTHESIS_GROUP)
+    monkeypatch.setattr(PosmapStage, "batch_size", 8)
     monkeypatch.setattr(streamed, "grouped_vertices",
                         lambda m, groups: [streamed._one_product(g, m.basis_matrix, m.mean.reshape(-1))
                                            .reshape(len(g), m.n_vertices, 3) for g in groups])
     plain_run = run_named("posmap", tmp_path / "b8", **options)
     assert streamed_run.failed == plain_run.failed == 1
     assert _digest(tmp_path / "b64") == _digest(tmp_path / "b8")
+
+
+def test_synthesis_group_option(model, tmp_path):
+    """synthesis_group must divide the runner batch; 64 gives maps equal to 8's up to float32
+    rounding of the basis product (the documented trade)."""
+    from face3d_data.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="synthesis_group"):
+        run_named("posmap", tmp_path / "bad", data_root=str(tmp_path), synthesis_group=12)
+    rng = np.random.default_rng(5)
+    pairs = [(rng.normal(size=model.n_shape) * model.shape_std, rng.normal(size=model.n_exp) * model.exp_std)
+             for _ in range(64)]
+    with threadpool_limits(limits=1):
+        by8 = np.stack(batch_vertices(model, pairs, group=8))
+        by64 = np.stack(batch_vertices(model, pairs, group=64))
+    scale = np.abs(by8).max()
+    assert np.abs(by64 - by8).max() <= 1e-6 * scale

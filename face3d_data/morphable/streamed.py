@@ -67,23 +67,27 @@ def _tiled(coefs: list[np.ndarray], block: np.ndarray, mean: np.ndarray,
     return outs
 
 
-def streaming_is_exact(block: np.ndarray, max_group: int, tile: int = TILE_ROWS,
-                       lead: int = LEAD_ROWS) -> bool:
-    """Whether tiled products equal one-call products bit for bit for every group size up to
-    ``max_group``, on this BLAS, for a (R, K) float32 ``block`` (checked on rows of ``block``
-    that cover a first, a middle and a last tile; remembered per shape for the process)."""
+def streaming_is_exact(block: np.ndarray, sizes, tile: int = TILE_ROWS, lead: int = LEAD_ROWS) -> bool:
+    """Whether tiled products equal one-call products bit for bit, on this BLAS, for a (R, K)
+    float32 ``block`` and groups of each of ``sizes`` faces (checked with random coefficients on
+    rows of ``block`` covering a first, a middle and a last tile; remembered per shape and
+    group size for the process)."""
     rows, k = block.shape
     if rows <= tile:
         return True  # one tile: the product is the one-call product
-    key = (k, rows % tile, tile, lead, int(max_group), block.dtype.str)
-    if key not in _EXACT:
-        probe = np.ascontiguousarray(block[:min(rows, 2 * tile + rows % tile)])
-        zero = np.zeros(len(probe), np.float32)
-        rng = np.random.default_rng(0)
-        coefs = [rng.standard_normal((b, k)).astype(np.float32) for b in range(1, int(max_group) + 1)]
-        tiled = _tiled(coefs, probe, zero, tile, lead)
-        _EXACT[key] = all(np.array_equal(t, _one_product(c, probe, zero)) for c, t in zip(coefs, tiled))
-    return _EXACT[key]
+    probe = None
+    for size in sorted({int(n) for n in sizes}):
+        key = (k, rows % tile, tile, lead, size, block.dtype.str)
+        if key not in _EXACT:
+            if probe is None:
+                probe = np.ascontiguousarray(block[:min(rows, 2 * tile + rows % tile)])
+                zero = np.zeros(len(probe), np.float32)
+            coef = np.random.default_rng(size).standard_normal((size, k)).astype(np.float32)
+            _EXACT[key] = np.array_equal(_tiled([coef], probe, zero, tile, lead)[0],
+                                         _one_product(coef, probe, zero))
+        if not _EXACT[key]:
+            return False
+    return True
 
 
 def grouped_vertices(model, groups: list[np.ndarray]) -> list[np.ndarray]:
@@ -110,7 +114,7 @@ def grouped_vertices(model, groups: list[np.ndarray]) -> list[np.ndarray]:
         coefs.append(coef)
     if not coefs:
         return []
-    if len(coefs) > 1 and _blas_single_threaded() and streaming_is_exact(block, max(map(len, coefs))):
+    if len(coefs) > 1 and _blas_single_threaded() and streaming_is_exact(block, map(len, coefs)):
         flats = _tiled(coefs, block, mean)
     else:
         flats = [_one_product(c, block, mean) for c in coefs]

@@ -55,6 +55,7 @@ class PosmapOptions(StageOptions):
     dtype: Literal["float32", "float16"]
     posmap_png_every: int
     jpeg_quality: int
+    synthesis_group: int
     min_image_coverage: float
     splits: dict[str, float]
     split_salt: str
@@ -81,10 +82,10 @@ class PosmapStage(Stage):
     name = "posmap"
     summary = "PRNet training pairs: 256 crop + UV position map per 300W-LP-format sample, datalists."
     # Samples per runner batch: the basis is streamed once per batch. The outputs are those of one
-    # basis product per SYNTHESIS_GROUP consecutive samples (batches of 8 before the basis was
-    # streamed), so batch_size must stay a multiple of it for the groups to fall where they did.
+    # basis product per ``synthesis_group`` consecutive samples of the sorted item list (default 8:
+    # the runner batches of 8 before the basis was streamed), so batch_size must stay a multiple of
+    # every allowed group for the groups to fall where they did.
     batch_size = 64
-    SYNTHESIS_GROUP = 8
     Options = PosmapOptions
     input_options = ("data_root",)
     asset_options = ("model",)
@@ -104,6 +105,9 @@ class PosmapStage(Stage):
             raise ConfigError(f"min_image_coverage: expected 0..1, got {cfg.min_image_coverage}")
         if not 1 <= cfg.jpeg_quality <= 100:
             raise ConfigError("jpeg_quality: expected 1..100")
+        if cfg.synthesis_group < 1 or self.batch_size % cfg.synthesis_group:
+            raise ConfigError(f"synthesis_group: expected a divisor of {self.batch_size} "
+                              f"(1, 2, 4, ..., {self.batch_size}), got {cfg.synthesis_group}")
         if not cfg.splits:
             raise ConfigError(f"splits: expected a mapping split -> fraction, got {cfg.splits!r}")
         try:
@@ -121,9 +125,9 @@ class PosmapStage(Stage):
         res = ctxs[0].resources
         results: list = [None] * len(items)
         loaded, sizes = [], []
-        for start in range(0, len(items), self.SYNTHESIS_GROUP):
+        for start in range(0, len(items), cfg.synthesis_group):
             sizes.append(0)
-            for i in range(start, min(len(items), start + self.SYNTHESIS_GROUP)):
+            for i in range(start, min(len(items), start + cfg.synthesis_group)):
                 item = items[i]
                 try:
                     image = read_image(item.inputs["image"])

@@ -3,11 +3,13 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.io
 from conftest import run_named
 
 from face3d_data.morphable import MorphableModel, load_model
+from face3d_data.morphable.checks import model_report
 from face3d_data.morphable.testing import write_bfm_fixtures
 
 
@@ -34,8 +36,16 @@ def test_build_from_bfm2009_with_raw_uv_and_face3d_mat(fx, tmp_path):
     f3d = load_model(out / "BFM.mat")
     ep = np.ones(model.n_exp)
     np.testing.assert_allclose(f3d.vertices(None, ep), model.vertices(None, ep), atol=1e-2)
+    # the report describes the written model; the re-load timing is a manifest column, not a report field
     report = json.loads((out / "model_report.json").read_text())
-    assert report["n_vertices"] == len(fx.trim) and report["load_seconds"] < 5
+    assert report == json.loads(json.dumps(model_report(model)))
+    assert report["n_vertices"] == len(fx.trim) == model.n_vertices and report["has_uv"]
+    assert "load_seconds" not in report
+    (record,) = s.records
+    assert record["n_vertices"] == len(fx.trim) and record["n_exp"] == model.n_exp
+    assert np.isfinite(record["load_seconds"]) and record["load_seconds"] > 0
+    manifest = pd.read_parquet(out / "manifest.parquet")
+    assert np.isfinite(manifest["load_seconds"]).all() and (manifest["load_seconds"] > 0).all()
 
 
 def test_build_with_subset_and_count_check(fx, tmp_path):

@@ -4,7 +4,6 @@ single run byte for byte (per-shard manifests and runner state excepted), for ev
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 
@@ -40,22 +39,6 @@ BESIDE = {"data_preparation": "photos"}
 
 ORDERS = [(0, 1, 2), (2, 0, 1)]
 
-# Timings a stage writes into output files (not reproducible by nature; removed before comparing).
-# build_model's load_seconds belongs in the manifest (request to its owner).
-VOLATILE_JSON = {"model_report.json": ("load_seconds",)}
-
-
-def _content(path, name):
-    with open(path, "rb") as fh:
-        data = fh.read()
-    if name in VOLATILE_JSON:
-        report = json.loads(data)
-        for key in VOLATILE_JSON[name]:
-            report.pop(key, None)
-        data = json.dumps(report, sort_keys=True).encode()
-    return data
-
-
 def outputs_digest(root):
     """{relative path: sha256} of every file but the per-shard manifests and the runner state."""
     result = {}
@@ -65,7 +48,8 @@ def outputs_digest(root):
             if f.startswith(("manifest", "failures")):
                 continue
             p = os.path.join(dirpath, f)
-            result[os.path.relpath(p, root)] = hashlib.sha256(_content(p, f)).hexdigest()
+            with open(p, "rb") as fh:
+                result[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
     return result
 
 

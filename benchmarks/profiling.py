@@ -1,6 +1,6 @@
 """Benchmark of face profiling (``profile_300wlp``) on synthetic 450×450 sources.
 
-    python benchmarks/profile.py [--sources 12] [--jobs 2] [--yaw-step 5]
+    python benchmarks/profiling.py [--sources 12] [--jobs 2] [--yaw-step 5]
 
 1. Generates ``--sources`` synthetic 300W-LP samples (embedded model, |yaw| <= 30°, 450²) with
    :func:`face3d_data.w300lp.synth.synthesize` (not timed).

@@ -34,12 +34,19 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An argument parser that reports a usage error as one line (no usage block) and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def _stage_parser(name: str, summary: str, options_type: type | None = None) -> argparse.ArgumentParser:
     from pipelines.core.config import load_options
     from pipelines.core.options import field_specs, is_flag, is_list
 
     specs = field_specs(options_type) if options_type is not None else {}
-    parser = argparse.ArgumentParser(prog=f"python -m pipelines.run {name}", description=summary)
+    parser = _OneLineParser(prog=f"python -m pipelines.run {name}", description=summary)
     group = parser.add_argument_group(f"{name} options (defaults from pipelines/configs/{name}.yaml)")
     for opt in load_options(name):
         flags = [f"--{opt.key}"]

@@ -52,11 +52,17 @@ def apply_affine(points: np.ndarray, affine: np.ndarray, dtype=np.float64) -> np
     Evaluated in float64 one column at a time (no BLAS, so the result does not depend on the
     thread count) and stored as ``dtype``.
     """
-    columns = [points[:, j].astype(np.float64) for j in range(3)]
+    n = len(points)
+    columns = np.empty((3, n))
+    columns[:] = np.asarray(points).T
     out = np.empty(points.shape, dtype)
-    for i in range(3):
-        out[:, i] = columns[0] * affine[i, 0] + columns[1] * affine[i, 1] \
-            + columns[2] * affine[i, 2] + affine[i, 3]
+    acc, term = np.empty(n), np.empty(n)
+    for i in range(3):  # ((x·a0 + y·a1) + z·a2) + a3, in float64, without temporaries
+        np.multiply(columns[0], affine[i, 0], out=acc)
+        acc += np.multiply(columns[1], affine[i, 1], out=term)
+        acc += np.multiply(columns[2], affine[i, 2], out=term)
+        acc += affine[i, 3]
+        out[:, i] = acc
     return out
 
 

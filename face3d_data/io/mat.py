@@ -49,16 +49,7 @@ def read_mat(path: str | os.PathLike, required: Schema | None = None,
         raise InputError(path, "label file not found")
     if os.path.getsize(path) == 0:
         raise InputError(path, ".mat file is empty (0 bytes)")
-    import scipy.io
-
-    try:
-        raw = scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
-    except NotImplementedError:
-        raise InputError(path, "Matlab v7.3 (HDF5) .mat files are not supported; re-save with "
-                               "`save(..., '-v7')` in Matlab") from None
-    except Exception as exc:  # scipy raises many different errors for truncated/corrupt files
-        raise InputError(path, f"not a readable .mat file (truncated or corrupt): "
-                               f"{type(exc).__name__}: {exc}") from None
+    raw = _loadmat(path)
     data = {k: v for k, v in raw.items() if not k.startswith("__")}
     for name, shape in (required or {}).items():
         if name not in data:
@@ -69,6 +60,20 @@ def read_mat(path: str | os.PathLike, required: Schema | None = None,
         if name in data:
             check_field(path, name, data[name], None)
     return data
+
+
+def _loadmat(path: str) -> dict:
+    """scipy.io.loadmat, its errors turned into InputError naming the file."""
+    import scipy.io
+
+    try:
+        return scipy.io.loadmat(path, squeeze_me=False, struct_as_record=True)
+    except NotImplementedError:
+        raise InputError(path, "Matlab v7.3 (HDF5) .mat files are not supported; re-save with "
+                               "`save(..., '-v7')` in Matlab") from None
+    except Exception as exc:  # scipy raises many different errors for truncated/corrupt files
+        raise InputError(path, f"not a readable .mat file (truncated or corrupt): "
+                               f"{type(exc).__name__}: {exc}") from None
 
 
 def check_field(path: str, name: str, value: np.ndarray, shape: Sequence[int | None] | None) -> None:

@@ -17,6 +17,9 @@ from face3d_data.cores import available_cores
 
 def as_vertices(vertices, name: str = "vertices") -> np.ndarray:
     """(N, 3) float32 C-contiguous copy-or-view; NaN/inf allowed (such triangles draw nothing)."""
+    if type(vertices) is np.ndarray and vertices.dtype == np.float32 and vertices.ndim == 2 \
+            and vertices.shape[1] == 3 and vertices.flags.c_contiguous:
+        return vertices   # already what the kernels take: no conversion, no further checks
     arr = np.asarray(vertices)
     if arr.ndim != 2 or arr.shape[1] != 3:
         raise ValueError(f"{name}: expected shape (N, 3), got {arr.shape}")
@@ -68,11 +71,12 @@ def raise_bad_triangle(triangles: np.ndarray, row: int, n_vertices: int, name: s
 def as_out(array, shape: tuple, dtype, name: str) -> np.ndarray:
     """An ``out=`` buffer: a writeable C-contiguous ndarray of exactly ``shape`` and ``dtype``
     (checked, never converted: the caller's array is the one written)."""
+    dtype = np.dtype(dtype)
     if not isinstance(array, np.ndarray):
         raise ValueError(f"{name}: expected a numpy array of shape {shape} and dtype "
-                         f"{np.dtype(dtype).name}, got {type(array).__name__}")
+                         f"{dtype.name}, got {type(array).__name__}")
     if array.shape != shape or array.dtype != dtype:
-        raise ValueError(f"{name}: expected shape {shape} and dtype {np.dtype(dtype).name}, got "
+        raise ValueError(f"{name}: expected shape {shape} and dtype {dtype.name}, got "
                          f"{array.shape} {array.dtype}")
     if not array.flags.c_contiguous or not array.flags.writeable:
         raise ValueError(f"{name}: expected a writeable C-contiguous array")
@@ -81,6 +85,8 @@ def as_out(array, shape: tuple, dtype, name: str) -> np.ndarray:
 
 def as_size(value, name: str) -> int:
     """A non-negative image dimension."""
+    if type(value) is int and value >= 0:
+        return value
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
     return int(value)
@@ -88,6 +94,9 @@ def as_size(value, name: str) -> int:
 
 def as_attributes(attributes, n_vertices: int, name: str = "attributes") -> tuple[np.ndarray, bool]:
     """(N, C) float32 C-contiguous, plus whether the input was 1-D (N,) (then outputs are (H, W))."""
+    if type(attributes) is np.ndarray and attributes.dtype == np.float32 and attributes.ndim == 2 \
+            and attributes.shape[0] == n_vertices and attributes.flags.c_contiguous:
+        return attributes, False
     arr = np.asarray(attributes)
     flat = arr.ndim == 1
     if flat:

@@ -53,9 +53,10 @@ def _raster_out(out, shape: tuple[int, int]) -> Raster:
                       np.empty(shape, np.float32))
     if not isinstance(out, Raster):
         raise ValueError(f"out: expected a Raster (e.g. an earlier rasterize() result), got {type(out).__name__}")
-    return Raster(as_out(out.triangle_id, shape, np.int32, "out.triangle_id"),
-                  as_out(out.barycentric, shape + (3,), np.float32, "out.barycentric"),
-                  as_out(out.depth, shape, np.float32, "out.depth"))
+    as_out(out.triangle_id, shape, np.int32, "out.triangle_id")
+    as_out(out.barycentric, shape + (3,), np.float32, "out.barycentric")
+    as_out(out.depth, shape, np.float32, "out.depth")
+    return out
 
 
 def _image_out(out, shape: tuple[int, int], channels: int, flat: bool) -> np.ndarray:
@@ -101,7 +102,7 @@ def rasterize(vertices, triangles, height: int, width: int, out: Raster | None =
         t = as_triangles(t, len(v))
     _check_drawn(_raster.rasterize_into(v, t, result.depth, result.triangle_id, result.barycentric),
                  t, len(v))
-    return out if out is not None else result
+    return result
 
 
 def interpolate(attributes, raster: Raster, triangles, out: np.ndarray | None = None) -> np.ndarray:

@@ -80,7 +80,7 @@ setup(
         "dask": ["dask[distributed]>=2023.1"],
         "ray": ["ray>=2.9"],
         "registration": ["cholespy>=2.0", "qdldl>=0.1.7", "libigl>=2.5"],
-        "test": ["pytest>=7", "dask[distributed]>=2023.1"],
+        "test": ["pytest>=7", "dask[distributed]>=2023.1", "ruff>=0.6"],
         "train": ["tensorboard>=2.10"],
     },
 )

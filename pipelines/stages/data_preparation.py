@@ -296,17 +296,12 @@ class DataPreparationStage(Stage):
             from face3d_data.landmarks.fan import check_fan
 
             check_fan(cfg.fan_weights)
-        from face3d_data.morphable import load_model
-
-        try:
-            load_model(cfg.quality_model)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"quality_model {cfg.quality_model}: {exc}") from None
 
     def setup(self, cfg: DataPreparationOptions):
-        from face3d_data.morphable import load_model
+        from face3d_data.morphable.require import require_model
 
-        return load_model(cfg.quality_model)
+        # loaded and checked once, before any item: a bad file is one ConfigError (exit 2)
+        return require_model(cfg.quality_model, option="quality_model", purpose="the fit quality score")
 
     def list_items(self, cfg: DataPreparationOptions, ctx):
         folder = ctx.out_dir

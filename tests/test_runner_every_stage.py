@@ -1,0 +1,118 @@
+"""Rules of issue 10 checked on every registered stage through its command line, on real inputs
+(the folders of tests/stage_sources.py): an --out that is or lies inside an input folder is refused
+with exit 2 and one line, leaving the inputs byte for byte; a bad --model (missing or corrupt file)
+is one exit-2 line from the stage's setup, before any item and before any manifest is written."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+
+import pytest
+from stage_sources import BESIDE, shared_sources
+
+from pipelines.registry import STAGES, stage_class
+from pipelines.run import main
+
+#: which source folder feeds an input option (build_model's options name files: see _input_for)
+SOURCE_OF = {"data_root": "synth_300wlp", "img_folder": "photos", "scans": "scans", "pred": "register_scans",
+             "registered": "register_scans", "posmap_dir": "posmap", "backgrounds": "photos"}
+
+INPUT_CASES = [(name, option) for name in sorted(STAGES) for option in stage_class(name).input_options]
+#: (name, option, where): --out is the input folder itself, or a folder inside it (build_model's
+#: inputs are files, so only "the folder holding the input file" applies there)
+REFUSAL_CASES = [(name, option, where) for name, option in INPUT_CASES
+                 for where in (("same",) if name == "build_model" else ("same", "inside"))]
+MODEL_CASES = [name for name in sorted(STAGES) if "model" in stage_class(name).asset_options
+               or name in BESIDE]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    return shared_sources(tmp_path_factory)
+
+
+def tree_digest(root):
+    """{relative path: sha256} of every file under ``root`` (hidden state included), and every folder."""
+    result = {}
+    for dirpath, dirs, files in os.walk(root):
+        result.update({os.path.relpath(os.path.join(dirpath, d), root) + "/": "dir" for d in dirs})
+        for f in files:
+            p = os.path.join(dirpath, f)
+            with open(p, "rb") as fh:
+                result[os.path.relpath(p, root)] = hashlib.sha256(fh.read()).hexdigest()
+    return result
+
+
+def _cli(name, options):
+    args = [name]
+    for key, value in options.items():
+        flag = "--" + key
+        if isinstance(value, bool):
+            args.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, list):
+            args += [flag, *map(str, value)]
+        else:
+            args += [flag, str(value)]
+    return args + ["--jobs", "1", "--quiet"]
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_every_stage_with_input_folders_is_covered():
+    # a stage that reads inputs declares them (the runner's guard needs that); the exceptions
+    # read only the model (uv_assets) or write beside their inputs by design (data_preparation)
+    assert {name for name, _ in INPUT_CASES} == set(STAGES) - {"uv_assets", "data_preparation"}
+    assert all(option in SOURCE_OF or name == "build_model" for name, option in INPUT_CASES)
+
+
+@pytest.mark.slow  # builds every stage's inputs once (shared with the shard test)
+@pytest.mark.parametrize(("name", "option", "where"), REFUSAL_CASES)
+def test_out_at_or_inside_an_input_is_refused_with_exit_2(name, option, where, sources, tmp_path, capsys):
+    options = sources.options(name)
+    if name == "build_model":  # its inputs are files: --out is the folder holding one of them
+        folder = tmp_path / "model_files"
+        folder.mkdir()
+        (folder / "input.mat").write_bytes(b"a model file")
+        options[option] = str(folder / "input.mat")
+    else:
+        folder = tmp_path / "input"
+        shutil.copytree(sources[SOURCE_OF[option]], folder)
+        options[option] = str(folder)
+    before = tree_digest(folder)
+    out = folder if where == "same" else folder / "out"
+    options_with_out = {**options, "out": str(out)}
+    assert main(_cli(name, options_with_out)) == 2
+    line = _one_error_line(capsys)
+    assert f"--out {out}" in line and "the input" in line, line
+    assert tree_digest(folder) == before, "a refused run changed its inputs"
+
+
+def _model_option(name):
+    return "quality_model" if name in BESIDE else "model"
+
+
+@pytest.mark.slow  # builds the stages' inputs once (shared with the shard test)
+@pytest.mark.parametrize("kind", ["missing", "corrupt"])
+@pytest.mark.parametrize("name", MODEL_CASES)
+def test_a_bad_model_is_one_exit_2_line_before_any_item(name, kind, sources, tmp_path, capsys):
+    options = sources.options(name)
+    out = tmp_path / "out"
+    if name in BESIDE:
+        shutil.copytree(sources[BESIDE[name]], out)
+    before = tree_digest(out) if out.exists() else {}
+    model = tmp_path / "model.npz"
+    if kind == "corrupt":
+        model.write_bytes(b"PK\x03\x04 this is not a model")
+    options[_model_option(name)] = str(model)
+    assert main(_cli(name, {**options, "out": str(out)})) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith(f"error: {_model_option(name)}: ") and "model.npz" in line, line
+    written = set(tree_digest(out)) - set(before) if out.exists() else set()
+    assert not {f for f in written if not f.startswith(".face3d")}, sorted(written)

@@ -90,12 +90,98 @@ def run_demo(out: str, jobs: int = 0, quiet: bool = False, seed: int = 0) -> int
             print(f"[demo] {stage_name:<16} {summary.processed + summary.skipped:>4} ok "
                   f"{summary.failed:>3} failed  {summary.seconds:6.1f} s  -> {summary.out_dir}",
                   flush=True)
+    train_code = run_demo_training(out, folders["synth"], jobs=jobs, seed=seed, quiet=quiet)
     if not quiet:
         print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; wrote {out}:")
         for s in rows:
             extras = [os.path.relpath(p, out) for p in (s.preview, s.manifest, s.failures) if p]
             print(f"  {os.path.relpath(s.out_dir, out):<14} {', '.join(extras)}")
-    return 3 if any(s.failed for s in rows) else 0
+        print(f"  {'train':<14} " + ", ".join(DEMO_TRAIN_OUTPUTS))
+    if train_code in (2, 4):
+        return train_code
+    return 3 if train_code or any(s.failed for s in rows) else 0
+
+
+#: The demo's last step: a short CPU PRNet run (``python -m pipelines.train``) on 64² posmaps of the
+#: demo's synthetic faces, then ``eval`` on the held-out test list and ``predict`` on its crops.
+DEMO_TRAIN = {"resolution": 64, "width": 4, "batch_size": 4, "max_steps": 12,
+              "splits": {"train": 0.75, "val": 0.125, "test": 0.125}}
+#: What the training step writes under ``DIR/train`` (listed at the end of the demo).
+DEMO_TRAIN_OUTPUTS = ("posmap64/datalist/posmap_{train,val,test}.txt", "prnet/checkpoints/{last,best}.pt",
+                      "prnet/metrics.jsonl", "prnet/previews/", "eval/metrics.json", "eval/worst_cases.jpg",
+                      "predict/{<stem>.npy,<stem>.obj,landmarks/<stem>.txt,contact_sheet.jpg}")
+
+
+def run_demo_training(out: str, synth: str, jobs: int = 0, seed: int = 0, quiet: bool = False) -> int:
+    """Train, evaluate and run a small PRNet on the CPU from the synthetic faces in ``synth``.
+
+    Writes ``out/train/posmap64`` (the posmap stage at R = 64 with a test split), ``out/train/prnet``
+    (a width-4 ResFCN trained for ``DEMO_TRAIN["max_steps"]`` steps: checkpoints, metrics.jsonl,
+    a preview), ``out/train/eval`` (``eval prnet`` on the test list: metrics.json with nme_2d /
+    nme_3d, worst_cases.jpg) and ``out/train/predict`` (``predict prnet`` on copies of the test
+    crops). Returns the worst exit status of the three commands (0 done, 3 samples dropped, 2/4 errors).
+    """
+    import torch
+
+    from pipelines.train import main as train_main
+
+    started = time.perf_counter()
+    base = os.path.join(out, "train")
+    pos = os.path.join(base, "posmap64")
+    cfg = build_config("posmap", explicit={"data_root": synth, "resolution": DEMO_TRAIN["resolution"],
+                                           "splits": DEMO_TRAIN["splits"], "posmap_png_every": 0})
+    summary = run_stage(stage_class("posmap"), RunOptions(out=pos, jobs=jobs, quiet=True, seed=seed), cfg=cfg)
+    lists = {split: os.path.join(pos, "datalist", f"posmap_{split}.txt") for split in ("train", "val", "test")}
+    codes = [3 if summary.failed else 0]
+    # A width-4 net at 64² is many tiny ops: extra threads only add synchronisation (4x slower with
+    # 2 threads than with 1 on a busy 2-core machine), so the demo trains on one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        codes += _train_eval_predict(train_main, lists, pos, base, synth, seed)
+    finally:
+        torch.set_num_threads(threads)
+    if not quiet:
+        import json
+
+        nme = None
+        metrics = os.path.join(base, "eval", "metrics.json")
+        if os.path.exists(metrics):
+            with open(metrics, encoding="utf-8") as f:
+                nme = json.load(f).get("nme_2d")
+        print(f"[demo] {'train prnet':<16} {DEMO_TRAIN['max_steps']:>4} steps, test NME "
+              f"{'n/a' if nme is None else f'{100 * nme:.1f} %'} (sqrt(w*h) of the 68-point box), "
+              f"{time.perf_counter() - started:6.1f} s  -> {base}", flush=True)
+    bad = [c for c in codes if c in (2, 4)]
+    return bad[0] if bad else max(codes)
+
+
+def _train_eval_predict(train_main, lists: dict, pos: str, base: str, synth: str, seed: int) -> list[int]:
+    """The three ``python -m pipelines.train`` commands of :func:`run_demo_training`; their exit codes."""
+    import contextlib
+    import io
+    import shutil
+
+    from face3d_data.io import read_datalist
+
+    run, ckpt = os.path.join(base, "prnet"), os.path.join(base, "prnet", "checkpoints", "last.pt")
+    steps = DEMO_TRAIN["max_steps"]
+    codes = [train_main(["prnet", "--datalist", lists["train"], "--val-datalist", lists["val"], "--out", run,
+                         "--max-steps", str(steps), "--batch-size", str(DEMO_TRAIN["batch_size"]),
+                         "--set", f"width={DEMO_TRAIN['width']}", "--device", "cpu", "--workers", "0",
+                         "--seed", str(seed), "--log-every", "2", "--preview-every", str(steps),
+                         "--resume", "never", "--quiet"])]
+    with contextlib.redirect_stdout(io.StringIO()):  # eval prints its metrics as one JSON line
+        codes.append(train_main(["eval", "prnet", "--checkpoint", ckpt, "--datalist", lists["test"],
+                                 "--out", os.path.join(base, "eval"), "--set", f"yaw_root={synth}"]))
+    crops = os.path.join(base, "predict_input")
+    os.makedirs(crops, exist_ok=True)
+    for image, _label in read_datalist(lists["test"], pos, columns=2):
+        shutil.copyfile(image, os.path.join(crops, os.path.basename(image)))
+    with contextlib.redirect_stderr(io.StringIO()):  # predict reports its image count on stderr
+        codes.append(train_main(["predict", "prnet", "--checkpoint", ckpt, "--img_folder", crops,
+                                 "--out", os.path.join(base, "predict")]))
+    return codes
 
 
 def main(argv: list[str]) -> int:

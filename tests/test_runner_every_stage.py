@@ -10,8 +10,9 @@ import os
 import shutil
 
 import pytest
-from stage_sources import BESIDE, shared_sources
+from stage_sources import BESIDE, run_recipe, shared_sources
 
+from face3d_data.morphable import builtin_model
 from pipelines.registry import STAGES, stage_class
 from pipelines.run import main
 
@@ -116,3 +117,39 @@ def test_a_bad_model_is_one_exit_2_line_before_any_item(name, kind, sources, tmp
     assert line.startswith(f"error: {_model_option(name)}: ") and "model.npz" in line, line
     written = set(tree_digest(out)) - set(before) if out.exists() else set()
     assert not {f for f in written if not f.startswith(".face3d")}, sorted(written)
+
+
+#: options naming files a stage reads besides its items (a model, weights, a class table, backgrounds)
+FILE_OPTIONS = {"model", "quality_model", "fan_weights", "classes", "backgrounds"}
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_file_option_is_content_keyed(name):
+    """Resume compares the content of asset files: every option naming such a file is an asset."""
+    cls = stage_class(name)
+    keys = set(stage_class(name).Options.__dataclass_fields__)
+    assert keys & FILE_OPTIONS <= set(cls.asset_options) | set(cls.input_options), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["uv_assets", "posmap"])
+def test_a_model_rebuilt_at_the_same_path_redoes_a_real_stage(name, sources, tmp_path):
+    """A --model file rewritten in place (same path, new content) redoes every item, and the outputs
+    then equal a fresh run with the new model; an untouched rerun skips everything."""
+    model = builtin_model()
+    path = tmp_path / "model.npz"
+    model.save(path)
+    options = {**sources.options(name), "model": str(path)}
+    first = run_recipe(name, tmp_path / "out", options)
+    assert first.failed == 0 and first.processed > 0
+    again = run_recipe(name, tmp_path / "out", options)
+    assert (again.processed, again.skipped) == (0, first.processed)
+    model.mean = model.mean * 1.01  # a rebuilt model: slightly larger face, same path
+    model.save(path)
+    rebuilt = run_recipe(name, tmp_path / "out", options)
+    assert (rebuilt.processed, rebuilt.skipped) == (first.processed, 0)
+    fresh = run_recipe(name, tmp_path / "fresh", options)
+    digest = {k: v for k, v in tree_digest(tmp_path / "out").items() if not k.startswith((".face3d", "manifest"))}
+    fresh_digest = {k: v for k, v in tree_digest(tmp_path / "fresh").items()
+                    if not k.startswith((".face3d", "manifest"))}
+    assert digest == fresh_digest and fresh.processed == first.processed

@@ -5,6 +5,7 @@ is one exit-2 line from the stage's setup, before any item and before any manife
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -216,3 +217,14 @@ def test_rotated_roi_stays_in_the_stored_frame(sources, tmp_path):
         # of the turn may widen a side by one pixel; a frame error would shift the whole box by 2
         grow = np.concatenate([np.subtract(expected[:2], got[:2]), got[2:] - expected[2:]])
         assert ((grow >= 0) & (grow <= 1)).all(), (path.name, got, expected)
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_every_stage_declares_typed_options_and_follows_the_class_pattern(name):
+    from pipelines.core import StageOptions, build_config
+
+    cls = stage_class(name)
+    assert cls.__name__.endswith("Stage") and cls.__name__ != "Stage", cls.__name__
+    cfg = build_config(name)
+    assert isinstance(cfg, StageOptions) and type(cfg) is cls.Options
+    assert dataclasses.is_dataclass(cfg) and dataclasses.fields(cfg)

@@ -12,8 +12,8 @@ on the product's shape (a row of a 2-face product is not bit-equal to the same r
 product), so the groups are never merged; each group's tile products have the group's own shape.
 OpenBLAS computes a row of ``basis @ coef.T`` the same way wherever the row lies in the matrix,
 except in the first block of rows of a call (``GEMM_P`` rows, where it splits the faces into
-narrower panels). Each tile's product is therefore taken over ``LEAD_ROWS`` extra rows before
-the tile, which are discarded. Whether this reproduces the one-call product bit for bit is
+narrower panels). Each tile's product is therefore taken over a lead of extra rows before the
+tile, which are discarded (:data:`TILES`). Whether this reproduces the one-call product bit for bit is
 checked once per process and shape on a slice of the model's own basis (:func:`streaming_is_exact`),
 and only with single-threaded BLAS (as in the stage runner's workers); otherwise every group is
 one product, as in ``model.vertices``.
@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import numpy as np
 
-#: basis rows per tile (x 228 modes x 4 bytes = 5.6 MB for a 199+29 model: held in L2/L3).
-TILE_ROWS = 6144
-#: rows computed before each tile and discarded: at least OpenBLAS's GEMM_P (320-768 on x86).
-LEAD_ROWS = 768
+#: (basis rows per tile, rows computed before each tile and discarded), tried in order: the lead
+#: must cover OpenBLAS's GEMM_P (320 for its Haswell kernels on AMD Zen; up to 768 on other x86).
+#: 2560 rows x 228 modes x 4 bytes = 2.3 MB stays in cache even with other processes on the
+#: machine (5.6 MB tiles did not: slower than one pass per group at load 5-10).
+TILES = ((2560, 320), (6144, 768))
+TILE_ROWS, LEAD_ROWS = TILES[0]
 
 _EXACT: dict[tuple, bool] = {}
 _CONTROLLER = None
@@ -114,9 +116,14 @@ def grouped_vertices(model, groups: list[np.ndarray]) -> list[np.ndarray]:
         coefs.append(coef)
     if not coefs:
         return []
-    if len(coefs) > 1 and _blas_single_threaded() and streaming_is_exact(block, map(len, coefs)):
-        flats = _tiled(coefs, block, mean)
-    else:
+    flats = None
+    if len(coefs) > 1 and _blas_single_threaded():
+        sizes = [len(c) for c in coefs]
+        for tile, lead in TILES:
+            if streaming_is_exact(block, sizes, tile, lead):
+                flats = _tiled(coefs, block, mean, tile, lead)
+                break
+    if flats is None:
         flats = [_one_product(c, block, mean) for c in coefs]
     n = model.n_vertices
     return [flat.reshape(len(flat), n, 3) for flat in flats]

@@ -8,10 +8,15 @@ File names (one place; the ``parsing`` stage writes them under its ``--out`` for
 - ``<key>_parsing_onehot.npy``  (H, W, C) uint8 0/1 (optional);
 - ``<key>_parsing_soft.npy``    (H, W, C) float32 class shares summing to 1 per pixel (optional).
 
-Class ids and ``C``: :mod:`face3d_data.parsing.classes`. Multi-view datalists
-(``multiview_<split>.txt``) hold one group per line: the image paths of the views of one identity,
-relative to the dataset folder, escaped and split exactly as :func:`face3d_data.io.datalist.read_datalist`
-does. See docs/formats.md#parsing-maps and docs/formats.md#datalists.
+Class ids and ``C``: :mod:`face3d_data.parsing.classes`.
+
+Multi-view datalists (``multiview_<split>.txt``, written by ``synth_300wlp --views K`` with
+:func:`write_multiview`) hold one group per line: for each view of one identity, in view order,
+its image path then its 300W-LP label (``.mat``) path, i.e. ``<v0>.jpg <v0>.mat <v1>.jpg <v1>.mat
+…`` (2K columns), relative to the dataset folder, percent-escaped and split exactly as
+:func:`face3d_data.io.datalist.read_datalist` does. :func:`read_multiview` also reads lists of image
+paths alone (K columns; each label is then the ``.mat`` beside its image). See
+docs/formats.md#parsing-maps and docs/formats.md#datalists.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 from face3d_data.errors import InputError
 from face3d_data.io.arrays import load_npy
-from face3d_data.io.datalist import read_datalist
+from face3d_data.io.datalist import read_datalist, write_datalist
 from face3d_data.io.images import read_image
 
 #: suffix of each parsing output, by kind
@@ -89,15 +94,65 @@ def read_class_maps(path: str | os.PathLike, n_classes: int | None = None) -> np
     return array
 
 
-def read_multiview(path: str | os.PathLike, root: str | os.PathLike, views: int | None = None) -> list[tuple[str, ...]]:
-    """Read a ``multiview_<split>.txt``: one tuple of image paths (joined to ``root``) per group.
+def write_multiview(path: str | os.PathLike, groups, root: str | os.PathLike) -> int:
+    """Write a multi-view datalist: one line per group, ``image label`` per view in order.
+
+    Args:
+        groups: per group, a sequence of (image path, label ``.mat`` path) per view; every group
+            must have the same number of views.
+        root: the folder the paths are written relative to (the dataset folder).
+    Returns:
+        The number of groups (lines) written.
+    Raises:
+        ValueError: an empty group, groups of different sizes, or a view that is not a pair.
+    """
+    rows, size = [], None
+    for group in groups:
+        views = [tuple(view) for view in group]
+        if not views or any(len(view) != 2 for view in views):
+            raise ValueError("groups: each group needs (image, label) pairs, one per view")
+        if size is not None and len(views) != size:
+            raise ValueError(f"groups: every group needs the same number of views ({size}), got {len(views)}")
+        size = len(views)
+        rows.append([p for view in views for p in view])
+    return write_datalist(path, rows, root)
+
+
+def _is_label(path: str) -> bool:
+    return path.lower().endswith(".mat")
+
+
+def read_multiview(path: str | os.PathLike, root: str | os.PathLike, views: int | None = None,
+                   labels: bool = False) -> list[tuple]:
+    """Read a ``multiview_<split>.txt``: one group of views (paths joined to ``root``) per line.
+
+    Lines are either ``image label`` pairs per view (what :func:`write_multiview` writes) or image
+    paths alone (labels are then the ``.mat`` beside each image); a list is one or the other.
 
     Args:
         views: expected views per group (None: any, the same on every line).
+        labels: False: each group is a tuple of its K image paths; True: a tuple of K
+            ``(image, label)`` pairs. Either is a row :func:`load_group` takes.
     Raises:
-        InputError: missing file, or a line with another number of views.
+        InputError: missing file, lines of different lengths, a label path where an image
+            belongs (or the reverse), or a line with another number of views.
     """
-    return read_datalist(path, root, columns=views)
+    rows = read_datalist(path, root)
+    paired = bool(rows) and len(rows[0]) % 2 == 0 and all(
+        all(_is_label(c) for c in row[1::2]) and not any(_is_label(c) for c in row[0::2]) for row in rows)
+    groups = []
+    for number, row in enumerate(rows, 1):
+        if paired:
+            pairs = tuple(zip(row[0::2], row[1::2]))
+        elif any(_is_label(c) for c in row):
+            raise InputError(path, f"line {number}: expected image paths, or 'image label' pairs "
+                                   "(.mat labels in every second column)")
+        else:
+            pairs = tuple((c, os.path.splitext(c)[0] + ".mat") for c in row)
+        if views is not None and len(pairs) != int(views):
+            raise InputError(path, f"line {number}: expected {int(views)} view(s), found {len(pairs)}")
+        groups.append(pairs if labels else tuple(image for image, _ in pairs))
+    return groups
 
 
 def load_group(image_paths, parsing_dir: str | os.PathLike | None = None,
@@ -105,8 +160,8 @@ def load_group(image_paths, parsing_dir: str | os.PathLike | None = None,
     """Load the views of one group as arrays of one batch element.
 
     Args:
-        image_paths: the group's image paths (a row of :func:`read_multiview`); each has its
-            300W-LP label ``.mat`` beside it.
+        image_paths: a row of :func:`read_multiview`: the group's image paths (each with its
+            300W-LP label ``.mat`` beside it), or its ``(image, label)`` pairs.
         parsing_dir: the ``parsing`` stage's output folder for this dataset, or None.
         data_root: the dataset folder the keys are relative to (needed with ``parsing_dir``).
     Returns:
@@ -116,13 +171,17 @@ def load_group(image_paths, parsing_dir: str | os.PathLike | None = None,
     Raises:
         InputError: a missing or bad file, or views of different sizes.
     """
-    paths = [os.fspath(p) for p in image_paths]
-    if not paths:
+    views = [tuple(os.fspath(q) for q in v) if isinstance(v, (tuple, list)) else (os.fspath(v),)
+             for v in image_paths]
+    if not views:
         raise ValueError("image_paths: a group needs at least one view")
+    if any(len(v) not in (1, 2) for v in views):
+        raise ValueError("image_paths: each view is an image path or an (image, label) pair")
+    paths = [v[0] for v in views]
+    mats = [v[1] if len(v) == 2 else os.path.splitext(v[0])[0] + ".mat" for v in views]
     images = [read_image(p) for p in paths]
     if len({im.shape for im in images}) != 1:
         raise InputError(paths[0], f"the views of a group differ in size: {[im.shape for im in images]}")
-    mats = [os.path.splitext(p)[0] + ".mat" for p in paths]
     for m in mats:
         if not os.path.isfile(m):
             raise InputError(m, "label file of a view not found")

@@ -97,19 +97,24 @@ def image_background(image: np.ndarray, rng: np.random.Generator, size: int) -> 
 
 @dataclass
 class PoseDistribution:
-    """Where synthetic heads are placed. Angles in degrees; ``yaw`` uniform in ±yaw_range_deg,
-    pitch and roll normal (clipped at 2.5σ); scale f so the face spans ``face_width_px`` (uniform
-    range) in the image; the face centre jitters by ``center_jitter`` × image size."""
+    """Where synthetic heads are placed. Angles in degrees; ``yaw`` uniform in ±yaw_range_deg
+    (or in ``yaw_interval_deg`` = (low, high) when given, e.g. one view of a multi-view group:
+    :func:`face3d_data.w300lp.multiview.view_pose`), pitch and roll normal (clipped at 2.5σ);
+    scale f so the face spans ``face_width_px`` (uniform range) in the image; the face centre
+    jitters by ``center_jitter`` × image size."""
     yaw_range_deg: float = 90.0
     pitch_std_deg: float = 12.0
     roll_std_deg: float = 8.0
     face_width_px: tuple = (130.0, 200.0)
     center_jitter: float = 0.06
+    yaw_interval_deg: tuple | None = None
 
     def sample(self, rng: np.random.Generator, model_width: float, centre: np.ndarray,
                image_size: int) -> np.ndarray:
         """(7,) float32 Pose_Para placing model point ``centre`` (3,) near the image centre."""
-        yaw = np.deg2rad(rng.uniform(-self.yaw_range_deg, self.yaw_range_deg))
+        low, high = ((-self.yaw_range_deg, self.yaw_range_deg) if self.yaw_interval_deg is None
+                     else self.yaw_interval_deg)
+        yaw = np.deg2rad(rng.uniform(low, high))
         pitch = np.deg2rad(np.clip(rng.normal(0, self.pitch_std_deg), -2.5 * self.pitch_std_deg,
                                    2.5 * self.pitch_std_deg))
         roll = np.deg2rad(np.clip(rng.normal(0, self.roll_std_deg), -2.5 * self.roll_std_deg,
@@ -225,7 +230,7 @@ def sample_coefficients(model: MorphableModel, rng: np.random.Generator, scale: 
 
 def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int = 450,
                yaw_range_deg: float = 90.0, *, pose: PoseDistribution | None = None,
-               shape_para=None, tex_para=None, exp_scale: float = 1.0, shape_scale: float = 1.0,
+               shape_para=None, tex_para=None, exp_para=None, exp_scale: float = 1.0, shape_scale: float = 1.0,
                background: np.ndarray | None = None, antialias: int = 2) -> SynthSample:
     """Render one synthetic sample with 300W-LP labels.
 
@@ -235,8 +240,8 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
         image_size: S, the square image size (300W-LP: 450).
         yaw_range_deg: yaw uniform in ±this (ignored when ``pose`` is given).
         pose: a full :class:`PoseDistribution`.
-        shape_para / tex_para: fix the identity / texture (e.g. several views of one identity);
-            sampled from the prior when None.
+        shape_para / tex_para / exp_para: fix the identity / texture / expression (e.g. several
+            views of one identity); sampled from the prior (in that order) when None.
         exp_scale, shape_scale: multiply the prior stds when sampling.
         background: (H, W, 3) uint8 user image to crop from, or None for a procedural one.
         antialias: supersampling factor of the render (1 = none).
@@ -248,9 +253,14 @@ def synthesize(model: MorphableModel, rng: np.random.Generator, image_size: int 
     if image_size < 16:
         raise ValueError(f"image_size: must be >= 16, got {image_size}")
     pose = pose or PoseDistribution(yaw_range_deg=yaw_range_deg)
-    sp = sample_coefficients(model, rng, shape_scale, "shape") if shape_para is None else np.asarray(shape_para, np.float64).ravel()
-    ep = sample_coefficients(model, rng, exp_scale, "exp")
-    tp = sample_coefficients(model, rng, 1.0, "tex") if tex_para is None else np.asarray(tex_para, np.float64).ravel()
+    def given_or_drawn(given, scale, part):
+        if given is None:
+            return sample_coefficients(model, rng, scale, part)
+        return np.asarray(given, np.float64).ravel()
+
+    sp = given_or_drawn(shape_para, shape_scale, "shape")  # drawn in this order: shape, expression, texture
+    ep = given_or_drawn(exp_para, exp_scale, "exp")
+    tp = given_or_drawn(tex_para, 1.0, "tex")
     # store float32 (300W-LP's re-fitted files do) and compute every label from the stored values
     sp, ep, tp = sp.astype(np.float32), ep.astype(np.float32), tp.astype(np.float32)
     vertices = model.vertices(sp, ep)

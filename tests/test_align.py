@@ -78,9 +78,6 @@ def test_standard_landmarks_from_model_are_centred_decimetres():
 
 
 def test_standard_landmarks_from_builtin_model_look_like_a_face():
-    morphable = pytest.importorskip("face3d_data.morphable")
-    if not hasattr(morphable, "builtin_model"):
-        pytest.skip("face3d_data.morphable.builtin_model not available yet")
     t5 = align.standard_landmarks_3d5()
     assert t5[0, 0] < t5[1, 0]  # left eye at smaller x
     assert t5[3, 1] < t5[2, 1] < t5[0, 1]  # mouth below nose below eyes (y up)

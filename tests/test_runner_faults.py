@@ -65,7 +65,7 @@ def test_bad_scheduler_fails_fast_with_exit_2(capsys, tmp_path, backend, kind):
 
 
 def test_silent_dask_scheduler_times_out_with_exit_2(capsys, tmp_path, monkeypatch):
-    pytest.importorskip("dask.distributed")
+    # Dask comes with the test extra: no importorskip, a missing install fails here
     from pipelines.core import executor
 
     monkeypatch.setattr(executor, "SCHEDULER_TIMEOUT_S", 2.0)
@@ -82,6 +82,47 @@ def test_silent_dask_scheduler_times_out_with_exit_2(capsys, tmp_path, monkeypat
                                          "--backend", "dask", "--scheduler", address])
     assert "--scheduler" in line and "within 2 s" in line
     assert time.monotonic() - started < 40
+
+
+def test_silent_ray_cluster_times_out_with_exit_2(capsys, tmp_path, monkeypatch):
+    """A Ray head that accepts the connection but never answers made ray.init hang past 120 s.
+    Ray itself is optional, so a stand-in module whose init never returns plays the client."""
+    import threading
+    import types
+
+    from pipelines.core import executor
+
+    release = threading.Event()
+    calls = []
+
+    def never_answers(**kwargs):
+        calls.append(kwargs)
+        release.wait(60)
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: False
+    fake.init = never_answers
+    fake.shutdown = lambda: None
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(executor, "SCHEDULER_TIMEOUT_S", 2.0)
+    data = tmp_path / "data"
+    assert main(["synth_300wlp", "--count", "2", "--image_size", "48", "--out", str(data), "--jobs", "1",
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    try:
+        with socket.socket() as server:  # accepts connections but never speaks the protocol
+            server.bind(("127.0.0.1", 0))
+            server.listen(8)
+            address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+            started = time.monotonic()
+            line = _one_line_exit_2(capsys, ["posmap", "--data-root", str(data), "--out", str(tmp_path / "o"),
+                                             "--backend", "ray", "--scheduler", address, "--quiet"])
+    finally:
+        release.set()
+    assert calls and calls[0]["address"] == address
+    assert "--scheduler" in line and "within 2 s" in line, line
+    assert time.monotonic() - started < 40
+    assert not (tmp_path / "o" / "manifest.parquet").exists()
 
 
 def test_scheduler_needs_a_distributed_backend(capsys, tmp_path):

@@ -33,7 +33,8 @@ def _pose(seed):
 
 def _coeffs(model, seed, b=1):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((b, model.n_shape)) * model.shape_std, rng.standard_normal((b, model.n_exp)) * model.exp_std
+    return (rng.standard_normal((b, model.n_shape)) * model.shape_std,
+            rng.standard_normal((b, model.n_exp)) * model.exp_std)
 
 
 def test_crop_pose_moves_the_projection_with_the_crop(model):
@@ -126,6 +127,45 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert main(["params", "--data-root", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
     assert main(["params", "--data-root", str(tmp_path), "--out", str(tmp_path / "r"), "--loss", "l1"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def _resume_run(data_root, out, steps, *extra):
+    # crop jitter on (per-sample RNG) and wpdc's seeded random vertices; batch 2
+    return main(["params", "--data-root", str(data_root), "--out", str(out), "--batch-size", "2", "--workers", "0",
+                 "--device", "cpu", "--input-size", "64", "--log-every", "1", "--quiet", "--deterministic",
+                 "--check-samples", "none", "--set", "val_list=", "--backbone", "resnet18",
+                 "--max-steps", str(steps), *extra])
+
+
+def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
+    import shutil
+    root = tmp_path / "root"                              # a copy: its train list is edited below
+    shutil.copytree(data_root, root)
+    n_train = len((root / "train.txt").read_text().splitlines())
+    per_epoch = n_train // 2
+    steps = per_epoch + 2                                  # the interruption and the end lie in two epochs
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _resume_run(root, full, steps) == 0
+    assert _resume_run(root, part, per_epoch - 1) == 0      # interrupted mid-epoch 0
+    assert _resume_run(root, part, steps) == 0              # resumed (--resume auto)
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(part / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == steps and a["epoch"] == 1
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert [r["loss"] for r in _rows(full) if "loss" in r] == [r["loss"] for r in _rows(part) if "loss" in r]
+    # a changed configuration is refused (exit 2, nothing trained) unless forced
+    assert _resume_run(root, part, steps + 1, "--set", "n_random=64") == 2
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == steps
+    # a changed datalist (the same samples in another order) is refused unless forced
+    lines = (root / "train.txt").read_text().splitlines()
+    (root / "train.txt").write_text("\n".join(lines[::-1]) + "\n")
+    assert _resume_run(root, part, steps + 1) == 2
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == steps
+    assert _resume_run(root, part, steps + 1, "--force") == 0
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == steps + 1
 
 
 @pytest.mark.slow

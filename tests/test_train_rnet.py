@@ -217,6 +217,49 @@ def test_identity_loss_runs_with_a_local_arcface_file(data_root, tmp_path):
     assert "feat" in row and math.isfinite(row["feat"])
 
 
+def _resume_run(data_root, out, steps, *extra):
+    # augmentation on (per-sample RNG), 6 training samples / batch 2 = 3 steps per epoch
+    return main(["rnet", "--data-root", data_root, "--out", str(out), "--batch-size", "2", "--workers", "0",
+                 "--device", "cpu", "--depth", "18", "--image-size", "64", "--log-every", "1", "--quiet",
+                 "--deterministic", "--check-samples", "none", "--set", "val_mode=", "--max-steps", str(steps),
+                 *extra])
+
+
+def _assert_same_state(a, b):
+    assert a["step"] == b["step"]
+    assert a["model"].keys() == b["model"].keys()
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    for sa, sb in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
+    import shutil
+    root = tmp_path / "root"                              # a copy: its datalists are edited below
+    shutil.copytree(data_root, root)
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert _resume_run(str(root), full, 4) == 0
+    assert _resume_run(str(root), part, 2) == 0            # interrupted after 2 steps (mid-epoch 0)
+    assert _resume_run(str(root), part, 4) == 0            # resumed (--resume auto) across the epoch end
+    a = torch.load(full / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(part / "checkpoints" / "last.pt", weights_only=False)
+    assert a["step"] == 4 and a["epoch"] == 1 and a["batch_in_epoch"] == 1
+    _assert_same_state(a, b)
+    assert [r["loss"] for r in _rows(full) if "loss" in r] == [r["loss"] for r in _rows(part) if "loss" in r]
+    # a changed configuration is refused (exit 2, nothing trained) unless forced
+    assert _resume_run(str(root), part, 5, "--set", "w_lm=0.002") == 2
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == 4
+    # a changed datalist (the same samples in another order) is refused unless forced
+    for kind in ("images", "landmarks", "masks"):
+        path = root / "datalist" / "train" / f"{kind}.txt"
+        path.write_text("\n".join(path.read_text().splitlines()[::-1]) + "\n")
+    assert _resume_run(str(root), part, 5) == 2
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == 4
+    assert _resume_run(str(root), part, 5, "--force") == 0
+    assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == 5
+
+
 @pytest.mark.slow
 def test_overfitting_a_few_samples_lowers_the_loss_and_the_nme(data_root, tmp_path):
     # one batch of the same 4 samples per step, and a small final learning rate, so that the batch-norm
@@ -257,6 +300,7 @@ def test_deep3d_mask_file_gives_skin_flags_and_front_triangles(tmp_path):
     assert (got_skin == skin).all() and (np.flatnonzero(got_front) == chosen).all()
     face = RNetFaceModel(model, skin_mask=got_skin, front_triangles=got_front)
     assert int(face.front.sum()) == 500 and int(face.skin.sum()) == int(skin.sum())
-    write_mat(tmp_path / "bad.mat", {"skinmask": skin[None, :100].astype(np.float64), "tri_mask2": tri.astype(np.float64)})
+    write_mat(tmp_path / "bad.mat", {"skinmask": skin[None, :100].astype(np.float64),
+                                     "tri_mask2": tri.astype(np.float64)})
     with pytest.raises(ConfigError, match="skinmask"):
         load_deep3d_masks(str(tmp_path / "bad.mat"), model)

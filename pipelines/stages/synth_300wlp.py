@@ -187,7 +187,9 @@ class Synth300WLPStage(Stage):
     def _write_multiview(self, cfg: SynthOptions, ctx, records) -> dict:
         """``multiview_<split>.txt`` for every split (complete groups only); the stats entries."""
         split_of = {r["key"]: r.get("split") for r in records}
-        groups, incomplete = complete_groups(split_of, cfg.views)
+        groups, _ = complete_groups(split_of, cfg.views)
+        complete = {parse_view_key(keys[0])[0] for keys in groups}
+        incomplete = [g for g in range(cfg.count) if g not in complete]  # a view failed (or --limit)
         counts = {}
         for split in ("train", "val", "test"):
             rows = [[(ctx.path(k + ".jpg"), ctx.path(k + ".mat")) for k in keys]

@@ -35,6 +35,10 @@ DEMO_STEPS: list[tuple[str, str, dict]] = [
     ("profile_300wlp", "profiled", {"data_root": "{synth}", "yaw_step": 30.0, "flip": True}),
     ("profile_300wlp", "fitted_profiled", {"data_root": "{fitted}", "yaw_step": 15.0}),
     ("parsing", "parsing", {"data_root": "{synth}"}),
+    # one multi-view group (3 views of one identity, expression and texture; multiview_<split>.txt)
+    # and its parsing maps, DF-MVR style (docs/multiview.md)
+    ("synth_300wlp", "multiview", {"count": 1, "views": 3}),
+    ("parsing", "multiview_parsing", {"data_root": "{multiview}"}),
     ("register_scans", "registered", {"scans": "{scans}"}),
     ("augment_views", "scan_views", {"registered": "{registered}", "yaws": "0:90:30",
                                      "pitches": "-30,0,15"}),

@@ -18,7 +18,9 @@
 - **Mixed precision**: ``amp`` bf16 (default on CUDA) or fp16 (with a GradScaler) via autocast;
   tasks compute losses in float32.
 - **Non-finite guard**: a step whose gradient norm (after DDP's reduction, so every rank agrees)
-  or loss is not finite is skipped, its sample keys logged to ``RUN/nonfinite.jsonl``; after
+  or loss is not finite is skipped (no optimizer step, and the model's buffers, e.g. BatchNorm
+  running statistics, restored to their values before the step's forward pass; the learning-rate
+  schedule and the step count still advance), its sample keys logged to ``RUN/nonfinite.jsonl``; after
   ``max_nonfinite`` in a row the run stops with :class:`NonFiniteAbort` (exit 4).
 - **Outputs** (rank 0): ``config.yaml``, ``run.json``, ``metrics.jsonl`` (one JSON per logged step:
   ``step``, ``epoch``, ``loss``, the loss parts, ``lr``, ``samples_per_s``; ``val_*`` rows after
@@ -412,6 +414,7 @@ def fit(task_name: str, cfg: Mapping[str, Any], out_dir: str, resume: str = "aut
     window_t0, window_steps = time.perf_counter(), 0
     last_loss = None
     params = [p for p in model.parameters() if p.requires_grad]
+    buffers = list(model.buffers())   # BatchNorm running statistics: restored when a step is skipped
     clip = float(cfg["grad_clip"]) or math.inf
     model.train()
     while step < total_steps:
@@ -421,6 +424,7 @@ def fit(task_name: str, cfg: Mapping[str, Any], out_dir: str, resume: str = "aut
                                              pin_memory=device.type == "cuda")
         for batch in loader:
             batch = to_device(batch, device)
+            saved_buffers = [b.detach().clone() for b in buffers]
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                 total, parts = task.loss(train_model, batch)
             scaler.scale(total).backward()
@@ -436,6 +440,9 @@ def fit(task_name: str, cfg: Mapping[str, Any], out_dir: str, resume: str = "aut
             else:
                 nonfinite_run += 1
                 skipped += 1
+                with torch.no_grad():  # a skipped step leaves no trace: BatchNorm statistics restored
+                    for b, kept in zip(buffers, saved_buffers):
+                        b.copy_(kept)
                 _log_nonfinite(out_dir, dist, step, batch.get("key"), total, grad_norm)
             scaler.update()
             opt.zero_grad(set_to_none=True)

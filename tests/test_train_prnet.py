@@ -245,6 +245,45 @@ def test_nonfinite_guard_skips_and_aborts_with_exit_4(data, tmp_path, monkeypatc
     assert len(logged) == 2 and len(logged[0]["keys"]) == 4
 
 
+
+class NaNOnceTask(PRNetTask):
+    """PRNet whose loss is NaN on the first step only."""
+
+    calls = 0
+
+    def loss(self, model, batch):
+        total, parts = super().loss(model, batch)
+        NaNOnceTask.calls += 1
+        return (total * float("nan") if NaNOnceTask.calls == 1 else total), parts
+
+
+def test_nonfinite_step_is_skipped_without_a_trace_and_the_run_goes_on(data, tmp_path, monkeypatch):
+    from face3d_data.train import registry
+
+    # one bad step, then good ones: exit 0, one logged row naming the batch's 4 samples
+    monkeypatch.setitem(registry.TASKS, "prnet", "test_train_prnet:NaNOnceTask")
+    NaNOnceTask.calls = 0
+    run = tmp_path / "once"
+    assert train_main(small(data, run, "--max-steps", "3", "--max-nonfinite", "2", "--log-every", "1")) == 0
+    logged = [json.loads(line) for line in (run / "nonfinite.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1] and len(set(logged[0]["keys"])) == 4
+    losses = [r["loss"] for r in rows(run) if "loss" in r]
+    assert np.isnan(losses[0]) and all(np.isfinite(v) for v in losses[1:]) and len(losses) == 3
+    assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"] == 3
+    # a skipped step changes nothing in the model: weights and BatchNorm statistics are the initial ones
+    monkeypatch.setitem(registry.TASKS, "prnet", "test_train_prnet:NaNTask")
+    run = tmp_path / "skipped"
+    assert train_main(small(data, run, "--max-steps", "1", "--max-nonfinite", "2")) == 0
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    task = PRNetTask(state["config"])
+    task.load_extras(state["extras"])
+    torch.manual_seed(int(state["config"]["seed"]))          # the loop seeds torch, then builds the model
+    fresh = task.build_model().state_dict()
+    assert state["model"].keys() == fresh.keys()
+    for k, v in fresh.items():
+        assert torch.equal(state["model"][k], v), k
+    assert not state["optimizer"]["state"]                    # no optimizer step was taken
+
 def test_usage_errors_exit_2_with_one_line(data, tmp_path, capsys):
     assert train_main(["prnet", "--out", str(tmp_path / "r")]) == 2
     assert train_main(["prnet", "--out", str(tmp_path / "r"), "--datalist", data["train"], "--set", "nope=1"]) == 2
@@ -298,25 +337,42 @@ def test_crop_to_image_frame_maps_pixel_centres():
 
 @pytest.mark.slow
 def test_overfit_few_samples_loss_halves_and_nme_improves(data, tmp_path):
-    with open(data["train"], encoding="utf-8") as f:
-        lines = f.read().splitlines()[:4]
-    dl = tmp_path / "four.txt"
-    dl.write_text("\n".join(lines) + "\n")
+    from face3d_data.io import write_datalist
+
+    # the first 4 training samples; paths relative to the list folder's parent, the default root of
+    # training and eval alike
+    dl = tmp_path / "lists" / "four.txt"
+    write_datalist(dl, read_datalist(data["train"], data["pos"], columns=2)[:4], tmp_path)
     run = tmp_path / "run"
-    # 4 samples, batch 4: every step is an epoch end, so the validation (same 4 samples) runs each step.
+    # 4 samples, batch 4: every step is a whole epoch. The network first outputs a nearly constant map
+    # (loss ~0.31 = the best spatially constant map of these 4 samples, vs 0.20 for their mean map) and
+    # then learns the map's layout through the 3-channel BN + ReLU tail of ResFCN (as in PRNet). With
+    # Adam above ~0.002 those 3-channel ReLUs die and the loss stalls near the constant map (lr 0.005 / 0.01:
+    # 0.31 after 50 steps); lr 0.001 at width 4 reaches loss ratio ~0.30 and NME ratio ~0.25 in 100 steps.
     # bn_momentum 0.5: the running statistics used in eval mode follow the few training batches.
-    args = small(data, run, "--max-steps", "50", "--epochs", "1000", "--no-augment", "--lr", "0.002",
-                 "--lr-decay", "1", "--log-every", "1", "--data-root", data["pos"],
-                 "--uv-data", os.path.join(data["pos"], "uv-data"), "--val-datalist", str(dl),
-                 "--set", "width=8", "--set", "bn_momentum=0.5")
+    args = small(data, run, "--epochs", "1000", "--no-augment", "--lr", "0.001", "--lr-decay", "1",
+                 "--log-every", "1", "--uv-data", os.path.join(data["pos"], "uv-data"), "--set", "bn_momentum=0.5")
     args[args.index("--datalist") + 1] = str(dl)
-    assert train_main(args) == 0
-    logged = rows(run)
-    losses = [r["loss"] for r in logged if "loss" in r]
-    nme = [r["val_nme_2d"] for r in logged if "val_nme_2d" in r]
-    assert len(losses) == 50 and len(nme) == 50
+
+    def nme(name):
+        out = tmp_path / name
+        shutil.copy(run / "checkpoints" / "last.pt", tmp_path / f"{name}.pt")
+        assert train_main(["eval", "prnet", "--checkpoint", str(tmp_path / f"{name}.pt"), "--datalist", str(dl),
+                           "--out", str(out), "--device", "cpu"]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["samples"] == 4
+        return metrics["nme_2d"]
+
+    # NME after the first step and at the end (eval mode, the 4 training samples); the run in between is
+    # resumed from step 1 (exact resume is tested above), so no per-step validation costs time
+    assert train_main(args + ["--max-steps", "1"]) == 0
+    nme0 = nme("eval0")
+    assert train_main(args + ["--max-steps", "100"]) == 0
+    nme1 = nme("eval1")
+    losses = [r["loss"] for r in rows(run) if "loss" in r]
+    assert len(losses) == 100 and all(np.isfinite(losses))
     assert np.mean(losses[-5:]) <= np.mean(losses[:5]) / 2, losses
-    assert min(nme[-5:]) < 0.8 * nme[0], (nme[0], nme[-5:])
+    assert nme1 < 0.6 * nme0, (nme0, nme1)
 
 
 @pytest.mark.slow

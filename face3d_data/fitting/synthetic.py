@@ -4,8 +4,8 @@ Faces are drawn from a model's prior, posed with a random 300W-LP ``Pose_Para`` 
 the canonical frame of an ``image_hw`` image. With ``silhouette=True`` the jaw landmarks on the
 side turned away from the camera are moved to the *visible silhouette*, the way a person
 annotates a profile: for each such landmark, the mesh vertex with the extreme projected x among
-all face vertices in a thin horizontal band (model space, ±10% of the jaw landmark spacing) around the landmark vertex and not behind
-it. This uses the whole mesh, not the model's contour lines, so it is independent of the
+all face vertices in a thin horizontal band (model space, ±10% of the jaw landmark spacing) around the
+landmark vertex and not behind it. This uses the whole mesh, not the model's contour lines, so it is independent of the
 landmark marching being tested.
 """
 

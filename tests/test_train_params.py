@@ -171,8 +171,9 @@ def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
 @pytest.mark.slow
 def test_overfitting_a_few_samples_lowers_loss_and_nme(data_root, tmp_path):
     out = tmp_path / "run"
+    # bn_momentum 0.5: eval-mode statistics follow the weights of so short a run (at 0.1: NME 0.43x, here 0.14x)
     assert _train(data_root, out, "--max-steps", "30", "--set", "limit=4", "--no-augment", "--lr", "0.001",
-                  "--check-samples", "none", "--loss", "vdc", "--backbone", "resnet18") == 0
+                  "--check-samples", "none", "--loss", "vdc", "--backbone", "resnet18", "--set", "bn_momentum=0.5") == 0
     rows = [r for r in _rows(out) if "loss" in r]
     assert np.mean([r["loss"] for r in rows[-3:]]) < np.mean([r["loss"] for r in rows[:3]]) / 2
     ckpt = out / "checkpoints" / "last.pt"
@@ -187,4 +188,4 @@ def test_overfitting_a_few_samples_lowers_loss_and_nme(data_root, tmp_path):
     main(["eval", "params", "--checkpoint", str(tmp_path / "run0" / "checkpoints" / "last.pt"), "--datalist",
           "train.txt", "--out", str(tmp_path / "e0"), "--device", "cpu", "--workers", "0", "--set", "limit=4"])
     nme0 = json.loads((tmp_path / "e0" / "metrics.json").read_text())["nme_2d"]
-    assert nme < 0.5 * nme0
+    assert nme < 0.5 * nme0, (nme0, nme)

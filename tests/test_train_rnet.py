@@ -262,11 +262,12 @@ def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
 
 @pytest.mark.slow
 def test_overfitting_a_few_samples_lowers_the_loss_and_the_nme(data_root, tmp_path):
-    # one batch of the same 4 samples per step, and a small final learning rate, so that the batch-norm
-    # running statistics (momentum 0.1) catch up with the weights before the eval-mode NME is measured
+    # one batch of the same 4 samples per step and a small final learning rate. bn_momentum 0.5: at
+    # torchvision's 0.1 the eval-mode running statistics lag the weights (eval NME 0.057 vs the mean
+    # face's 0.061 while the train-mode landmark loss fell 12x; recalibrated statistics gave 0.021)
     rc = _train(data_root, tmp_path / "run", "--max-steps", "40", "--epochs", "40", "--lr", "0.0003",
                 "--lr-decay", "0.1", "--lr-decay-epochs", "25", "--batch-size", "4", "--set", "limit=4",
-                "--no-augment", "--set", "val_mode=", "--check-samples", "none")
+                "--no-augment", "--set", "val_mode=", "--check-samples", "none", "--set", "bn_momentum=0.5")
     assert rc == 0
     rows = [r for r in _rows(tmp_path / "run") if "loss" in r]
     assert len(rows) == 40
@@ -283,7 +284,7 @@ def test_overfitting_a_few_samples_lowers_the_loss_and_the_nme(data_root, tmp_pa
     task.check_config()
     loader = torch.utils.data.DataLoader(task.eval_dataset("train"), batch_size=3)
     nme0 = task.evaluate(task.build_model(), loader, torch.device("cpu"))["nme_2d"]
-    assert nme < nme0  # landmarks improve on the mean face (loss falls >= 2x above)
+    assert nme < 0.6 * nme0, (nme0, nme)  # landmarks improve on the mean face (measured 0.34x)
 
 
 def test_deep3d_mask_file_gives_skin_flags_and_front_triangles(tmp_path):

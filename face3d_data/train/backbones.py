@@ -184,3 +184,14 @@ def load_imagenet_weights(net: nn.Module, path: str) -> None:
                           f"{getattr(net, 'depth', '')} ({len(missing)} missing, {len(unexpected)} unexpected, "
                           f"{len(wrong)} wrong-shape keys, e.g. {first!r})")
     net.load_state_dict(state)
+
+
+def set_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
+    """Set the running-statistics momentum of every BatchNorm layer of ``model`` (in place; returns it).
+
+    0.1 is torch's (and torchvision's ResNet) default; overfitting a few samples in a few steps needs
+    more (the eval-mode statistics otherwise lag the weights)."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = float(momentum)
+    return model

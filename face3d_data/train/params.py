@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from face3d_data.errors import ConfigError
-from face3d_data.train.backbones import build_backbone
+from face3d_data.train.backbones import build_backbone, set_bn_momentum
 from face3d_data.train.params_data import ParamsDataset
 from face3d_data.train.params_losses import ParamSpace
 from face3d_data.train.rnet import box_normaliser, load_face_model
@@ -71,6 +71,8 @@ class ParamsTask(Task):
         if not float(c["crop_scale"]) > 0:
             raise ConfigError(f"crop_scale: expected > 0, got {c['crop_scale']}")
         build_backbone(c["backbone"])       # validates the name
+        if not 0 < float(c.get("bn_momentum", 0.1)) <= 1:
+            raise ConfigError(f"bn_momentum: expected a number in (0, 1], got {c.get('bn_momentum')!r}")
         self.sizes()
 
     def sizes(self) -> tuple[int, int]:
@@ -132,7 +134,7 @@ class ParamsTask(Task):
 
     def build_model(self):
         ks, ke = self.sizes()
-        return ParamsNet(self.cfg["backbone"], 7 + ks + ke)
+        return set_bn_momentum(ParamsNet(self.cfg["backbone"], 7 + ks + ke), float(self.cfg.get("bn_momentum", 0.1)))
 
     def _generator(self, keys) -> torch.Generator:
         g = torch.Generator()

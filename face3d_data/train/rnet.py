@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from face3d_data.errors import ConfigError, InputError
+from face3d_data.train.backbones import set_bn_momentum
 from face3d_data.train.renderer import BACKENDS, FaceRenderer, PinholeCamera
 from face3d_data.train.rnet_data import RNetDataset, list_paths
 from face3d_data.train.rnet_face import RNetFaceModel
@@ -78,6 +79,8 @@ class RNetTask(Task):
         for key in ("image_size", "depth"):
             if int(c[key]) <= 0:
                 raise ConfigError(f"{key}: expected > 0, got {c[key]}")
+        if not 0 < float(c.get("bn_momentum", 0.1)) <= 1:
+            raise ConfigError(f"bn_momentum: expected a number in (0, 1], got {c.get('bn_momentum')!r}")
         if int(c["depth"]) not in (18, 34, 50, 101):
             raise ConfigError(f"depth: expected 18, 34, 50 or 101, got {c['depth']}")
         if c["renderer"] not in BACKENDS:
@@ -154,7 +157,8 @@ class RNetTask(Task):
 
     # ---- model and loss -------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
-        return RNet(self.face_model().n_coefficients, int(self.cfg["depth"]), self.cfg["imagenet_weights"])
+        model = RNet(self.face_model().n_coefficients, int(self.cfg["depth"]), self.cfg["imagenet_weights"])
+        return set_bn_momentum(model, float(self.cfg.get("bn_momentum", 0.1)))
 
     def _parts(self, model, batch: dict, with_render: bool = False):
         c = self.cfg

@@ -260,6 +260,28 @@ def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
     assert torch.load(part / "checkpoints" / "last.pt", weights_only=False)["step"] == 5
 
 
+
+def test_bad_samples_are_failure_rows_and_the_run_goes_on(data_root, tmp_path):
+    import csv
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(data_root, root)
+    images = (root / "datalist" / "train" / "images.txt").read_text().splitlines()
+    marks = (root / "datalist" / "train" / "landmarks.txt").read_text().splitlines()
+    bad_image = root / images[0]
+    bad_image.write_bytes(b"not a jpeg")                               # unreadable image
+    bad_lm = root / marks[1]
+    rows_ = bad_lm.read_text().splitlines()
+    bad_lm.write_text("\n".join(rows_[:40]) + "\n")                    # 40 landmarks instead of 68
+    run = tmp_path / "run"
+    assert _train(str(root), run, "--max-steps", "2", "--set", "val_mode=", "--check-samples", "full") == 3
+    with open(run / "failures.csv", encoding="utf-8") as f:
+        failed = list(csv.DictReader(f))
+    assert len(failed) == 2
+    assert {os.path.basename(r["path"]) for r in failed} == {bad_image.name, bad_lm.name}
+    assert (run / "checkpoints" / "last.pt").exists()
+    assert [r["step"] for r in _rows(run) if "loss" in r] == [1, 2]
+
 @pytest.mark.slow
 def test_overfitting_a_few_samples_lowers_the_loss_and_the_nme(data_root, tmp_path):
     # one batch of the same 4 samples per step and a small final learning rate. bn_momentum 0.5: at

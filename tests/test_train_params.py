@@ -137,6 +137,7 @@ def _resume_run(data_root, out, steps, *extra):
                  "--max-steps", str(steps), *extra])
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
     import shutil
     root = tmp_path / "root"                              # a copy: its train list is edited below

@@ -234,6 +234,7 @@ def _assert_same_state(a, b):
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical_and_refuses_changes(data_root, tmp_path):
     import shutil
     root = tmp_path / "root"                              # a copy: its datalists are edited below

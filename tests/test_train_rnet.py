@@ -328,3 +328,14 @@ def test_deep3d_mask_file_gives_skin_flags_and_front_triangles(tmp_path):
                                      "tri_mask2": tri.astype(np.float64)})
     with pytest.raises(ConfigError, match="skinmask"):
         load_deep3d_masks(str(tmp_path / "bad.mat"), model)
+
+
+def test_nvdiffrast_without_it_or_cuda_is_one_exit_2_line(data_root, tmp_path, capsys):
+    from face3d_data.render.torch import nvdiffrast_available
+
+    if torch.cuda.is_available() and nvdiffrast_available():
+        pytest.skip("nvdiffrast and CUDA are present: the renderer is valid here")
+    rc = main(["rnet", "--data-root", data_root, "--out", str(tmp_path / "r"), "--set", "renderer=nvdiffrast"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "nvdiffrast" in err
+    assert not (tmp_path / "r" / "checkpoints").exists()

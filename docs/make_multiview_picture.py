@@ -22,27 +22,17 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from make_parsing_picture import legend  # noqa: E402  (the same class legend as the parsing picture)
+
 from face3d_data.io import write_image
 from face3d_data.io.parsing import load_group, read_multiview
-from face3d_data.parsing import CLASS_TABLE, color_map, face_box
+from face3d_data.parsing import color_map, face_box
 from face3d_data.w300lp import read_labels
 from pipelines.core import RunOptions, build_config, run_stage
 from pipelines.registry import stage_class
 
 TILE = 150
 VIEWS = 3
-
-
-def legend(width: int) -> np.ndarray:
-    """One row of colour swatches with the class names."""
-    row = np.full((26, width, 3), 255, np.uint8)
-    x = 6
-    for _cid, name, color in CLASS_TABLE[1:]:
-        cv2.rectangle(row, (x, 6), (x + 14, 20), tuple(int(c) for c in color), -1)
-        cv2.putText(row, name.replace("_", " "), (x + 18, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1,
-                    cv2.LINE_AA)
-        x += 22 + 8 * len(name)
-    return row
 
 
 def run(stage: str, out: str, seed: int, **options) -> None:

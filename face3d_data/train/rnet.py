@@ -85,13 +85,11 @@ class RNetTask(Task):
             raise ConfigError(f"depth: expected 18, 34, 50 or 101, got {c['depth']}")
         if c["renderer"] not in BACKENDS:
             raise ConfigError(f"renderer: expected one of {BACKENDS}, got {c['renderer']!r}")
-        if c["renderer"] == "nvdiffrast":
-            from face3d_data.render.torch import nvdiffrast_available
-
-            on_cuda = c.get("device", "auto") != "cpu" and torch.cuda.is_available()
-            if not (on_cuda and nvdiffrast_available()):
-                raise ConfigError("renderer: 'nvdiffrast' needs nvdiffrast installed and a CUDA device "
-                                  "(use auto, cpu or cuda)")
+        on_cuda = c.get("device", "auto") != "cpu" and torch.cuda.is_available()
+        try:
+            FaceRenderer(backend=c["renderer"]).resolved_backend(torch.device("cuda" if on_cuda else "cpu"))
+        except ValueError as exc:
+            raise ConfigError(f"renderer: {exc} (use auto, cpu or cuda)") from None
         for key in ("w_color", "w_lm", "w_feat", "w_reg", "w_id", "w_exp", "w_tex", "w_gamma", "w_reflc"):
             if not float(c[key]) >= 0:
                 raise ConfigError(f"{key}: expected a weight >= 0, got {c[key]}")

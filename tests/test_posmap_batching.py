@@ -56,6 +56,39 @@ def test_tiled_products_equal_the_one_call_product_on_this_blas(model):
     np.testing.assert_allclose(tiled[3], ref, rtol=1e-4, atol=1e-5 * np.abs(ref).max())
 
 
+@pytest.mark.parametrize("vertices", [3000, 9000])
+def test_merge_probe_agrees_with_a_direct_comparison(model, vertices):
+    """merging_is_exact (probe on random coefficients, on part of the rows for the 27,000-row
+    basis) says, per group, whether its rows of one merged product equal its own product; a direct
+    comparison on the whole basis with other coefficients must agree, and grouped_vertices must
+    stay bit-equal either way."""
+    if vertices != model.n_vertices:
+        model = random_model(vertices, 199, 29, seed=2, n_tex=2)
+    block, mean = model.basis_matrix, model.mean.reshape(-1)
+    for sizes in ([8] * 8, [8, 8, 3], [1, 2, 8, 7, 8], [4] * 16):
+        groups = _groups(model, sizes, seed=len(sizes))
+        with threadpool_limits(limits=1):
+            said = streamed.merging_is_exact(block, sizes)
+            merged = streamed._one_product(np.concatenate(groups), block, mean)
+            own = [streamed._one_product(g, block, mean) for g in groups]
+            got = streamed.grouped_vertices(model, groups)
+        starts = np.cumsum([0] + sizes)
+        seen = [np.array_equal(merged[a:b], o) for a, b, o in zip(starts[:-1], starts[1:], own)]
+        assert said == seen, sizes
+        assert all(np.array_equal(g.reshape(len(g), -1), o) for g, o in zip(got, own))
+
+
+def test_merge_probe_keeps_the_row_layout_of_the_basis():
+    """The probe's rows keep the basis's row count modulo PROBE_ROWS (so its blocks of rows fall
+    as in the full product) and are the whole basis when that is smaller."""
+    rows = 2 * streamed.PROBE_ROWS + 1000
+    assert min(rows, 2 * streamed.PROBE_ROWS + rows % streamed.PROBE_ROWS) == rows
+    rows = 159645  # the BFM's 3 x 53215
+    probe = min(rows, 2 * streamed.PROBE_ROWS + rows % streamed.PROBE_ROWS)
+    assert probe < rows and probe % streamed.PROBE_ROWS == rows % streamed.PROBE_ROWS
+    assert all(streamed.PROBE_ROWS % p == 0 for p in (256, 320, 384, 512, 640, 768, 960))
+
+
 def test_grouped_vertices_rejects_bad_groups(model):
     with pytest.raises(ValueError, match="float32"):
         streamed.grouped_vertices(model, [np.zeros((2, 5), np.float32)])

@@ -17,6 +17,16 @@ tile, which are discarded (:data:`TILES`). Whether this reproduces the one-call 
 checked once per process and shape on a slice of the model's own basis (:func:`streaming_is_exact`),
 and only with single-threaded BLAS (as in the stage runner's workers); otherwise every group is
 one product, as in ``model.vertices``.
+
+Merging, where the BLAS allows it: a product over a few faces is also slow per face because the
+BLAS's packing and kernel set-up are paid per call and its micro-kernels are built for wider
+panels. On some BLAS kernels (OpenBLAS's SkylakeX kernel, for one) a face's row of one product over
+all groups is bit-equal to the same row of its group's own product, except for groups of some
+sizes at some positions (a tail panel of another width). :func:`merging_is_exact` finds out, per
+group position (offset, size, faces in all), with random coefficients on rows of the model's own
+basis laid out like the full basis (:data:`PROBE_ROWS`); the groups it vouches for are taken from one
+merged product, the others as above. Where it vouches for none (OpenBLAS's Haswell kernel, whose
+first block of rows is computed in panels whose width depends on the face count) nothing changes.
 """
 
 from __future__ import annotations
@@ -30,7 +40,13 @@ import numpy as np
 TILES = ((2560, 320), (6144, 768))
 TILE_ROWS, LEAD_ROWS = TILES[0]
 
+#: rows of the merge probe, modulo which it keeps the basis's row count: a multiple of every x86
+#: OpenBLAS sgemm GEMM_P (256..960) and micro-kernel height, so that the probe's blocks of rows
+#: (first, middle, last, and the split of the last two) have the full product's structure.
+PROBE_ROWS = 7680
+
 _EXACT: dict[tuple, bool] = {}
+_MERGE_EXACT: dict[tuple, bool] = {}
 _CONTROLLER = None
 
 
@@ -92,6 +108,44 @@ def streaming_is_exact(block: np.ndarray, sizes, tile: int = TILE_ROWS, lead: in
     return True
 
 
+def merging_is_exact(block: np.ndarray, sizes) -> list[bool]:
+    """For consecutive groups of ``sizes`` faces: whether each group's rows of one product over
+    all groups equal its own one-call product bit for bit, on this BLAS, for a (R, K) float32
+    ``block`` (module docstring).
+
+    Checked with random coefficients on the first ``2 * PROBE_ROWS + R % PROBE_ROWS`` rows of
+    ``block`` (all of them when fewer), and remembered per (group offset, group size, faces in
+    all, K, R mod PROBE_ROWS) for the process: the arithmetic of a product does not depend on the
+    values it multiplies, only on its shape and a row's and face's place in it.
+    """
+    rows, k = block.shape
+    sizes = [int(n) for n in sizes]
+    total = sum(sizes)
+    offsets = np.cumsum([0] + sizes[:-1]).tolist()
+    probe_rows = min(rows, 2 * PROBE_ROWS + rows % PROBE_ROWS)
+    shape_key = (k, ("all", rows) if probe_rows == rows else ("mod", rows % PROBE_ROWS), block.dtype.str, total)
+    keys = [shape_key + (o, n) for o, n in zip(offsets, sizes)]
+    missing = [i for i, key in enumerate(keys) if key not in _MERGE_EXACT]
+    if missing:
+        probe = np.ascontiguousarray(block[:probe_rows])
+        coef = np.random.default_rng(total).standard_normal((total, k)).astype(block.dtype)
+        merged = coef @ probe.T
+        for i in missing:
+            o, n = offsets[i], sizes[i]
+            _MERGE_EXACT[keys[i]] = np.array_equal(merged[o:o + n], coef[o:o + n] @ probe.T)
+    return [_MERGE_EXACT[key] for key in keys]
+
+
+def _separate(coefs: list[np.ndarray], block: np.ndarray, mean: np.ndarray) -> list[np.ndarray]:
+    """Each group's own product, the basis streamed once when that is exact (module docstring)."""
+    if len(coefs) > 1 and _blas_single_threaded():
+        sizes = [len(c) for c in coefs]
+        for tile, lead in TILES:
+            if streaming_is_exact(block, sizes, tile, lead):
+                return _tiled(coefs, block, mean, tile, lead)
+    return [_one_product(c, block, mean) for c in coefs]
+
+
 def grouped_vertices(model, groups: list[np.ndarray]) -> list[np.ndarray]:
     """``[model.vertices(g[:, :Ks], g[:, Ks:]) for g in groups]``, bit for bit, basis read once.
 
@@ -116,14 +170,19 @@ def grouped_vertices(model, groups: list[np.ndarray]) -> list[np.ndarray]:
         coefs.append(coef)
     if not coefs:
         return []
-    flats = None
-    if len(coefs) > 1 and _blas_single_threaded():
-        sizes = [len(c) for c in coefs]
-        for tile, lead in TILES:
-            if streaming_is_exact(block, sizes, tile, lead):
-                flats = _tiled(coefs, block, mean, tile, lead)
-                break
-    if flats is None:
-        flats = [_one_product(c, block, mean) for c in coefs]
+    exact = merging_is_exact(block, [len(c) for c in coefs]) \
+        if len(coefs) > 1 and _blas_single_threaded() else [False] * len(coefs)
+    flats: list = [None] * len(coefs)
+    # one product over all faces pays when most of them can be taken from it
+    if 2 * sum(len(c) for c, e in zip(coefs, exact) if e) >= sum(len(c) for c in coefs):
+        merged = _one_product(np.concatenate(coefs), block, mean)
+        start = 0
+        for i, coef in enumerate(coefs):
+            if exact[i]:
+                flats[i] = merged[start:start + len(coef)]
+            start += len(coef)
+    rest = [i for i, flat in enumerate(flats) if flat is None]
+    for i, flat in zip(rest, _separate([coefs[i] for i in rest], block, mean)):
+        flats[i] = flat
     n = model.n_vertices
     return [flat.reshape(len(flat), n, 3) for flat in flats]

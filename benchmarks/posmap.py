@@ -10,11 +10,13 @@
 2. Where time goes, one process, single-threaded BLAS (as in the stage's workers), per sample:
    jpeg (decode), mat (label read), synthesis (vertices as the stage computes them: one basis
    product per group of ``--synthesis-group`` samples (the stage's ``synthesis_group``, default
-   8), the basis streamed once per runner batch of ``batch_size``; + projection), crop (box +
+   8), the groups the merge probe vouches for taken from one product per runner batch of
+   ``batch_size``, the rest streamed; + projection), crop (box +
    image warp), raster (UV position map), encode (JPEG crop, PNG picture), write (atomic file
    writes; the .npy straight from the array).
    Same run, interleaved: the synthesis as before (one full basis pass per group of 8), streamed
-   (groups of 8, bit-equal: checked) and with groups of 64 (the opt-in, not bit-equal), ratios.
+   in tiles (groups of 8), the default (merged where exact) and groups of 64 (the opt-in), with
+   their ratios and whether each is bit-equal to before.
 3. A straightforward reference in the same run (face3d's approach: float64 vertices, the UV mesh
    re-rasterised for every sample with ``render_uv``, ``skimage.transform.warp`` for the crop),
    and the ratio.
@@ -162,7 +164,9 @@ def phases(pairs, model, assets, out: str, rng, png_every: int = 50, group: int 
 def synthesis_ratio(pairs, model, repeats: int = 3) -> dict:
     """ms/sample of the stage's synthesis over ``pairs`` in runner batches (interleaved, min of
     ``repeats``): "before" (one basis pass per group of 8), "streamed" (groups of 8, the basis read
-    once per batch: must be bit-equal to before) and "group 64"; plus "bit-equal"."""
+    once per batch in tiles), "default" (what the stage does: the groups the merge probe vouches for
+    from one product per batch, the rest streamed) and "group 64" (the opt-in); plus whether
+    streamed and default are bit-equal to before, and the share of groups taken from a merged product."""
     from threadpoolctl import threadpool_limits
 
     from face3d_data.morphable import streamed as streaming
@@ -174,9 +178,13 @@ def synthesis_ratio(pairs, model, repeats: int = 3) -> dict:
     coefficients = [label_coefficients(model, read_mat(m), m) for _, m in pairs]
     batches = [coefficients[i:i + size] for i in range(0, len(coefficients), size)]
     original = streaming.grouped_vertices
-    plain = lambda m, groups: [streaming._one_product(g, m.basis_matrix, m.mean.reshape(-1))  # noqa: E731
+    block, mean = model.basis_matrix, model.mean.reshape(-1)
+    plain = lambda m, groups: [streaming._one_product(g, block, mean)  # noqa: E731
                                .reshape(len(g), m.n_vertices, 3) for g in groups]
-    variants = {"before": (plain, 8), "streamed": (original, 8), "group 64": (original, 64)}
+    tiles = lambda m, groups: [f.reshape(len(f), m.n_vertices, 3)  # noqa: E731
+                               for f in streaming._separate(groups, block, mean)]
+    variants = {"before": (plain, 8), "streamed": (tiles, 8), "default": (original, 8),
+                "group 64": (original, 64)}
     best = dict.fromkeys(variants, float("inf"))
     results = {}
     with threadpool_limits(limits=1):
@@ -189,8 +197,12 @@ def synthesis_ratio(pairs, model, repeats: int = 3) -> dict:
                     best[name] = min(best[name], time.perf_counter() - start)
                 finally:
                     streaming.grouped_vertices = original
+        sizes = [[8] * (len(b) // 8) + ([len(b) % 8] if len(b) % 8 else []) for b in batches]
+        merged = [e for s in sizes for e in (streaming.merging_is_exact(block, s) if len(s) > 1 else [False])]
     out = {name: 1e3 * seconds / len(pairs) for name, seconds in best.items()}
-    out["bit-equal"] = all(np.array_equal(a, b) for a, b in zip(results["streamed"], results["before"]))
+    for name in ("streamed", "default", "group 64"):
+        out[f"{name} bit-equal"] = all(np.array_equal(a, b) for a, b in zip(results[name], results["before"]))
+    out["merged share"] = sum(merged) / max(1, len(merged))
     return out
 
 
@@ -290,9 +302,12 @@ def main(argv=None) -> int:
             print(f"  {k:10s} {1e3 * v / n:7.2f} ms  {100 * v / total:5.1f} %")
         syn = synthesis_ratio(pairs[:n], model)
         print(f"synthesis, same run (min of 3, interleaved), ms/sample: before (one basis pass per "
-              f"group of 8) {syn['before']:.2f}; streamed, groups of 8 {syn['streamed']:.2f} "
-              f"(x{syn['before'] / syn['streamed']:.2f}, bit-equal to before: {syn['bit-equal']}); "
-              f"groups of 64 {syn['group 64']:.2f} (x{syn['before'] / syn['group 64']:.2f}, not bit-equal)")
+              f"group of 8) {syn['before']:.2f}; streamed in tiles, groups of 8 {syn['streamed']:.2f} "
+              f"(x{syn['before'] / syn['streamed']:.2f}, bit-equal: {syn['streamed bit-equal']}); "
+              f"default (merged where the probe vouches: {100 * syn['merged share']:.0f} % of groups) "
+              f"{syn['default']:.2f} (x{syn['before'] / syn['default']:.2f}, bit-equal: "
+              f"{syn['default bit-equal']}); group 64 {syn['group 64']:.2f} "
+              f"(x{syn['before'] / syn['group 64']:.2f}, bit-equal: {syn['group 64 bit-equal']})")
 
         m = min(len(pairs), args.reference_samples)
         os.makedirs(os.path.join(tmp, "reference"))

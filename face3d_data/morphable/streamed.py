@@ -25,8 +25,9 @@ all groups is bit-equal to the same row of its group's own product, except for g
 sizes at some positions (a tail panel of another width). :func:`merging_is_exact` finds out, per
 group position (offset, size, faces in all), with random coefficients on rows of the model's own
 basis laid out like the full basis (:data:`PROBE_ROWS`); the groups it vouches for are taken from one
-merged product, the others as above. Where it vouches for none (OpenBLAS's Haswell kernel, whose
-first block of rows is computed in panels whose width depends on the face count) nothing changes.
+merged product, the others as above. Where it vouches for none (OpenBLAS's Haswell kernel, also
+used on AMD Zen: rows of a 64-face product differ in the last bits from an 8-face product's all
+along the basis) nothing changes.
 """
 
 from __future__ import annotations

@@ -323,6 +323,82 @@ cdef Py_ssize_t interpolate_pixels(const float* attributes, Py_ssize_t n_vertice
     return -1
 
 
+ctypedef fused point_t:
+    float
+    double
+
+ctypedef fused affine_out_t:
+    float
+    double
+
+cdef extern from *:
+    """
+    /* Affine map of (N, 3) points, float64 arithmetic ((x*a0 + y*a1) + z*a2) + a3 per output
+       column, rounded once to the output type. Points go in blocks of 8 through separate x, y, z
+       arrays so that the compiler vectorises across points; each lane does exactly the scalar
+       arithmetic (no contraction: the module is built with -ffp-contract=off), so every clone
+       below gives the same bits. On x86-64 Linux the function is compiled for AVX-512, AVX2 and
+       the baseline, the best one picked at load time (GCC/clang target_clones). */
+    #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
+    #if __has_attribute(target_clones)
+    #define FACE3D_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+    #endif
+    #endif
+    #ifndef FACE3D_CLONES
+    #define FACE3D_CLONES
+    #endif
+    #define FACE3D_AFFINE_ROW(P, O, V)                                                            \
+        do {                                                                                      \
+            double x_ = (P)[3 * (V)], y_ = (P)[3 * (V) + 1], z_ = (P)[3 * (V) + 2];               \
+            (O)[3 * (V)] = (((x_ * a00 + y_ * a01) + z_ * a02) + a03);                            \
+            (O)[3 * (V) + 1] = (((x_ * a10 + y_ * a11) + z_ * a12) + a13);                        \
+            (O)[3 * (V) + 2] = (((x_ * a20 + y_ * a21) + z_ * a22) + a23);                        \
+        } while (0)
+    #define FACE3D_AFFINE(NAME, TIN, TOUT)                                                        \
+    FACE3D_CLONES static Py_ssize_t NAME(const TIN* __restrict p, Py_ssize_t n,                   \
+                                         const double* __restrict a, TOUT* __restrict o) {        \
+        const double a00 = a[0], a01 = a[1], a02 = a[2], a03 = a[3];                              \
+        const double a10 = a[4], a11 = a[5], a12 = a[6], a13 = a[7];                              \
+        const double a20 = a[8], a21 = a[9], a22 = a[10], a23 = a[11];                            \
+        Py_ssize_t v = 0, k;                                                                      \
+        double x[8], y[8], z[8];                                                                  \
+        TOUT check[16] = {0};                                                                     \
+        TOUT r0[8], r1[8], r2[8];                                                                 \
+        for (; v + 8 <= n; v += 8) {                                                              \
+            for (k = 0; k < 8; k++) {                                                             \
+                x[k] = p[3 * (v + k)]; y[k] = p[3 * (v + k) + 1]; z[k] = p[3 * (v + k) + 2];      \
+            }                                                                                     \
+            for (k = 0; k < 8; k++) r0[k] = (TOUT)(((x[k] * a00 + y[k] * a01) + z[k] * a02) + a03); \
+            for (k = 0; k < 8; k++) r1[k] = (TOUT)(((x[k] * a10 + y[k] * a11) + z[k] * a12) + a13); \
+            for (k = 0; k < 8; k++) r2[k] = (TOUT)(((x[k] * a20 + y[k] * a21) + z[k] * a22) + a23); \
+            for (k = 0; k < 8; k++) {                                                             \
+                o[3 * (v + k)] = r0[k]; o[3 * (v + k) + 1] = r1[k]; o[3 * (v + k) + 2] = r2[k];   \
+            }                                                                                     \
+        }                                                                                         \
+        for (; v < n; v++) FACE3D_AFFINE_ROW(p, o, v);                                            \
+        /* finiteness, per lane over the flat output: o - o stays 0 while every value is        \
+           finite, NaN after any that is not; then the first such row, if any */                  \
+        for (v = 0; v + 16 <= 3 * n; v += 16)                                                     \
+            for (k = 0; k < 16; k++) check[k] += o[v + k] - o[v + k];                             \
+        for (; v < 3 * n; v++) check[0] += o[v] - o[v];                                           \
+        for (k = 0; k < 16; k++)                                                                  \
+            if (check[k] != 0) break;                                                             \
+        if (k == 16) return -1;                                                                   \
+        for (v = 0; v < 3 * n; v++)                                                               \
+            if (o[v] - o[v] != 0) return v / 3;                                                   \
+        return -1;                                                                                \
+    }
+    FACE3D_AFFINE(face3d_affine_ff, float, float)
+    FACE3D_AFFINE(face3d_affine_fd, float, double)
+    FACE3D_AFFINE(face3d_affine_df, double, float)
+    FACE3D_AFFINE(face3d_affine_dd, double, double)
+    """
+    Py_ssize_t face3d_affine_ff(const float* p, Py_ssize_t n, const double* a, float* o) noexcept nogil
+    Py_ssize_t face3d_affine_fd(const float* p, Py_ssize_t n, const double* a, double* o) noexcept nogil
+    Py_ssize_t face3d_affine_df(const double* p, Py_ssize_t n, const double* a, float* o) noexcept nogil
+    Py_ssize_t face3d_affine_dd(const double* p, Py_ssize_t n, const double* a, double* o) noexcept nogil
+
+
 cdef inline int _clampi(int v, int hi) noexcept nogil:
     if v < 0: return 0
     if v > hi: return hi
@@ -521,3 +597,52 @@ def rasterize_many(list vertices, list triangles, float[:, :, ::1] depth,
                                 scratch + threadid() * row)
     free(scratch)
     return bad
+
+
+def affine_into(const point_t[:, ::1] points, const double[:, ::1] affine, affine_out_t[:, ::1] out):
+    """(N, 3) float32/float64 points -> (N, 3) float32/float64 ``out`` (a separate buffer) under a
+    (3, 4) float64 affine: ``((x·a0 + y·a1) + z·a2) + a3`` per output column in float64, rounded
+    once (GIL released). Shapes are the caller's to check. Returns -1, or the first row with a
+    non-finite output (every row is written all the same)."""
+    cdef Py_ssize_t n = points.shape[0], bad = -1
+    if n == 0:
+        return -1
+    with nogil:
+        if point_t is float:
+            if affine_out_t is float:
+                bad = face3d_affine_ff(&points[0, 0], n, &affine[0, 0], &out[0, 0])
+            else:
+                bad = face3d_affine_fd(&points[0, 0], n, &affine[0, 0], &out[0, 0])
+        else:
+            if affine_out_t is float:
+                bad = face3d_affine_df(&points[0, 0], n, &affine[0, 0], &out[0, 0])
+            else:
+                bad = face3d_affine_dd(&points[0, 0], n, &affine[0, 0], &out[0, 0])
+    return bad
+
+
+def shift_min_z(float[:, ::1] vertices, const cnp.int64_t[::1] subset):
+    """z of every (N, 3) vertex minus the least z of ``vertices[subset]`` (float32 subtraction, in
+    place; GIL released). Returns that minimum; nothing is subtracted, and the caller is left to
+    do it with numpy, when the minimum is zero (+0 or -0: numpy's choice between them decides the
+    sign of a -0 z), or when it returns NaN: an empty subset, an index outside [0, N) or a NaN z."""
+    cdef Py_ssize_t n = vertices.shape[0], k, m = subset.shape[0], v
+    cdef float z_min = INFINITY, z
+    cdef float* p = &vertices[0, 0] if n > 0 else NULL
+    cdef const cnp.int64_t* idx = &subset[0] if m > 0 else NULL
+    cdef bint ok = m > 0
+    with nogil:
+        for k in range(m):
+            if <cnp.uint64_t>idx[k] >= <cnp.uint64_t>n:
+                ok = False
+                break
+            z = p[3 * idx[k] + 2]
+            if not (z >= z_min):   # NaN: stop
+                if z != z:
+                    ok = False
+                    break
+                z_min = z
+        if ok and z_min != 0:
+            for v in range(n):
+                p[3 * v + 2] = p[3 * v + 2] - z_min
+    return z_min if ok else float("nan")

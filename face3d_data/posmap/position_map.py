@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from face3d_data import _raster
 from face3d_data.posmap.keypoint_weights import KeypointWeights, bilinear_weights, decode_with_weights, weighted_texels
 from face3d_data.posmap.uv_assets import UVAssets
 from face3d_data.render import interpolate
@@ -37,21 +38,54 @@ def crop_vertices(vertices: np.ndarray, matrix: np.ndarray,
     Returns:
         (N, 3) float32 crop-frame positions (see :func:`apply_affine`).
     """
+    return _crop_vertices(vertices, matrix, projection)[0]
+
+
+def _crop_vertices(vertices, matrix, projection=None) -> tuple[np.ndarray, int]:
+    """:func:`crop_vertices` plus the first row with a non-finite output (-1: none)."""
     v = np.asarray(vertices)
     if v.ndim != 2 or v.shape[1] != 3:
         raise ValueError(f"vertices must have shape (N, 3), got {v.shape}")
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (2, 3):
         raise ValueError(f"matrix must have shape (2, 3), got {m.shape}")
-    return apply_affine(v, crop_affine(m, projection), np.float32)
+    return _apply_affine(v, crop_affine(m, projection), np.float32)
 
 
 def apply_affine(points: np.ndarray, affine: np.ndarray, dtype=np.float64) -> np.ndarray:
     """``points @ affine[:, :3].T + affine[:, 3]`` for (N, 3) points and a (3, 4) affine.
 
-    Evaluated in float64 one column at a time (no BLAS, so the result does not depend on the
-    thread count) and stored as ``dtype``.
+    Evaluated in float64, per output column ``((x·a0 + y·a1) + z·a2) + a3`` (no BLAS, no fused
+    multiply-add, so the result does not depend on the thread count or the CPU), and stored as
+    ``dtype``. float32/float64 points and outputs go through one compiled pass
+    (``face3d_data._raster.affine_into``); other dtypes through :func:`_apply_affine_numpy`, the
+    same arithmetic in numpy (the reference the kernel is tested against bit for bit).
     """
+    return _apply_affine(points, affine, dtype)[0]
+
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _apply_affine(points, affine, dtype) -> tuple[np.ndarray, int]:
+    """:func:`apply_affine` plus the first row with a non-finite output (-1: none)."""
+    p = points if isinstance(points, np.ndarray) else np.asarray(points)
+    a = affine if isinstance(affine, np.ndarray) and affine.dtype == np.float64 \
+        else np.asarray(affine, dtype=np.float64)
+    out_dtype = np.dtype(dtype)
+    if p.ndim != 2 or p.shape[1] != 3 or a.shape != (3, 4) or out_dtype not in _KERNEL_DTYPES:
+        out = _apply_affine_numpy(points, affine, dtype)
+        finite = np.isfinite(out).all(axis=tuple(range(1, out.ndim)))
+        return out, (-1 if finite.all() else int(np.argmin(finite)))
+    if p.dtype not in _KERNEL_DTYPES:
+        p = p.astype(np.float64)   # what the numpy path's float64 columns hold
+    out = np.empty(p.shape, out_dtype)
+    bad = _raster.affine_into(np.ascontiguousarray(p), np.ascontiguousarray(a), out)
+    return out, bad
+
+
+def _apply_affine_numpy(points: np.ndarray, affine: np.ndarray, dtype=np.float64) -> np.ndarray:
+    """:func:`apply_affine` in numpy, one float64 column at a time (any dtypes; the reference)."""
     n = len(points)
     columns = np.empty((3, n))
     columns[:] = np.asarray(points).T
@@ -95,8 +129,20 @@ def render_position_map(vertices: np.ndarray, assets: UVAssets) -> np.ndarray:
         raise ValueError(f"vertices must have shape (N, 3), got {v.shape}")
     if not np.all(np.isfinite(v)):
         raise ValueError("vertices contain NaN/inf")
-    v[:, 2] -= v[assets.face_vertices, 2].min()
+    _shift_face_z(v, assets)
     return interpolate(v, assets.raster, assets.triangles)
+
+
+def _shift_face_z(vertices: np.ndarray, assets: UVAssets) -> np.float32:
+    """Shift z of (N, 3) float32 C-contiguous finite ``vertices`` in place so that its minimum
+    over ``assets.face_vertices`` is 0 (float32 subtraction, as ``v[:, 2] -= v[face, 2].min()``);
+    returns the minimum subtracted."""
+    z_min = _raster.shift_min_z(vertices, np.ascontiguousarray(assets.face_vertices, dtype=np.int64))
+    if not (z_min != 0 and z_min == z_min):   # ±0 (numpy's choice decides the sign of a -0 z), or
+        # a case the kernel leaves to numpy (empty or out-of-range indices, NaN): numpy's result
+        z_min = vertices[assets.face_vertices, 2].min()
+        vertices[:, 2] -= z_min
+    return np.float32(z_min)
 
 
 def decode_landmarks(posmap: np.ndarray, kpt: np.ndarray | KeypointWeights) -> np.ndarray:

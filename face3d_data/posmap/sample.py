@@ -13,8 +13,9 @@ from typing import Sequence
 import numpy as np
 
 from face3d_data.posmap.crop import CropBox, crop_image, crop_matrix, landmark_crop_box
-from face3d_data.posmap.position_map import apply_affine, crop_vertices, render_position_map
+from face3d_data.posmap.position_map import _crop_vertices, _shift_face_z, apply_affine
 from face3d_data.posmap.uv_assets import UVAssets
+from face3d_data.render import interpolate
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class PosmapSample:
     landmarks: np.ndarray
 
 
+# the origin and the three unit vectors, whose images give an affine map's columns
+_UNIT_POINTS = np.vstack([np.zeros(3), np.eye(3)])
+_UNIT_POINTS.flags.writeable = False
+
+
 def projection_affine(pose_para, image_hw) -> np.ndarray:
     """The 300W-LP projection as a (3, 4) float64 affine, model space → canonical image frame.
 
@@ -46,8 +52,7 @@ def projection_affine(pose_para, image_hw) -> np.ndarray:
     """
     from face3d_data.w300lp.pose import project
 
-    points = np.vstack([np.zeros(3), np.eye(3)])
-    image = project(points, pose_para, image_hw)
+    image = project(_UNIT_POINTS, pose_para, image_hw)
     affine = np.empty((3, 4))
     affine[:, 3] = image[0]
     affine[:, :3] = (image[1:] - image[0]).T
@@ -172,12 +177,13 @@ def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_indices
                          f"around the face (less than {min_coverage:.0%}): image too small or face "
                          f"outside it")
     matrix = crop_matrix(box, res)
-    in_crop = crop_vertices(vertices, matrix, projection)
-    if not np.all(np.isfinite(in_crop)):
+    # one pass: project + crop, finiteness; then z shifted in place (render_position_map's
+    # arithmetic without its copy and checks, which this array already passed)
+    in_crop, bad = _crop_vertices(vertices, matrix, projection)
+    if bad >= 0:
         raise ValueError("vertices: the projected vertices contain NaN/inf")
-    z_min = in_crop[assets.face_vertices, 2].min()
-    posmap = render_position_map(in_crop, assets)
-    landmarks = in_crop[landmark_indices].copy()
-    landmarks[:, 2] -= z_min
+    _shift_face_z(in_crop, assets)
+    posmap = interpolate(in_crop, assets.raster, assets.triangles)
+    landmarks = in_crop[landmark_indices]   # z shifted like the map: the same float32 subtraction
     return PosmapSample(crop=crop_image(image, matrix, res), posmap=posmap, box=box,
                         matrix=matrix, landmarks=landmarks)

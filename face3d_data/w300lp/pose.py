@@ -36,7 +36,9 @@ def _check_convention(convention: str) -> None:
 
 def _rzyx(pitch, yaw, roll) -> np.ndarray:
     """Rz(roll)·Ry(yaw)·Rx(pitch) for broadcastable angle arrays (radians) -> (..., 3, 3) float64."""
-    p, y, r = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (pitch, yaw, roll)))
+    p, y, r = (np.asarray(a, dtype=np.float64) for a in (pitch, yaw, roll))
+    if p.ndim or y.ndim or r.ndim:   # scalars (one pose) need no broadcasting
+        p, y, r = np.broadcast_arrays(p, y, r)
     cp, sp, cy, sy, cr, sr = np.cos(p), np.sin(p), np.cos(y), np.sin(y), np.cos(r), np.sin(r)
     m = np.empty(p.shape + (3, 3))
     m[..., 0, 0] = cr * cy
@@ -87,12 +89,16 @@ def angles_to_matrix(pitch, yaw, roll, convention: str = "300wlp") -> np.ndarray
     """
     _check_convention(convention)
     angles = [np.asarray(a, dtype=np.float64) for a in (pitch, yaw, roll)]
-    if not all(np.all(np.isfinite(a)) for a in angles):
+    if not all(np.isfinite(a).all() for a in angles):
         raise ValueError("pitch/yaw/roll: contain NaN or infinite values")
     if convention == "face3d":
         angles = [np.deg2rad(a) for a in angles]
-    m = _rzyx(*angles)
-    return np.swapaxes(m, -1, -2).copy() if convention == "300wlp" else m
+    return _rotation_300wlp(*angles) if convention == "300wlp" else _rzyx(*angles)
+
+
+def _rotation_300wlp(pitch, yaw, roll) -> np.ndarray:
+    """The "300wlp" matrix (Rz·Ry·Rx)ᵀ of finite float64 angles (radians), unchecked."""
+    return np.swapaxes(_rzyx(pitch, yaw, roll), -1, -2).copy()
 
 
 def matrix_to_angles(R, convention: str = "300wlp"):
@@ -144,9 +150,9 @@ def check_pose_para(pose_para, name: str = "pose_para") -> np.ndarray:
     elif arr.ndim != 2 or arr.shape[1] != 7:
         raise ValueError(f"{name}: expected 7 values [pitch, yaw, roll, tx, ty, tz, f] or (B, 7), "
                          f"got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
+    if not np.isfinite(arr).all():
         raise ValueError(f"{name}: contains NaN or infinite values")
-    if np.any(arr[..., 6] <= 0):
+    if (arr[..., 6] <= 0).any():
         raise ValueError(f"{name}: scale f (element 7) must be positive")
     return arr
 
@@ -156,8 +162,12 @@ def pose_para_to_srt(pose_para):
 
     ``R`` is the 300W-LP matrix (applied as ``R @ S``); ``t`` is in the Matlab y-up 1-based frame.
     """
-    p = check_pose_para(pose_para)
-    R = angles_to_matrix(p[..., 0], p[..., 1], p[..., 2], "300wlp")
+    return _srt(check_pose_para(pose_para))
+
+
+def _srt(p: np.ndarray):
+    """:func:`pose_para_to_srt` of an already checked (7,) or (B, 7) float64 ``Pose_Para``."""
+    R = _rotation_300wlp(p[..., 0], p[..., 1], p[..., 2])
     f = p[..., 6]
     return (float(f) if np.ndim(f) == 0 else f), R, p[..., 3:6].copy()
 
@@ -190,7 +200,7 @@ def transform(vertices, pose_para) -> np.ndarray:
     if p.ndim == 2 and (v.ndim != 3 or v.shape[0] != p.shape[0]):
         if not (v.ndim == 2 or v.shape[0] == 1):
             raise ValueError(f"pose_para: batch of {p.shape[0]} does not match vertices {v.shape}")
-    f, R, t = pose_para_to_srt(p)
+    f, R, t = _srt(p)
     f = np.asarray(f)[..., None, None]
     return f * (v @ np.swapaxes(R, -1, -2)) + t[..., None, :]
 
@@ -215,7 +225,10 @@ def unproject_xy(points, image_hw) -> np.ndarray:
 
 
 def _image_height(image_hw) -> float:
+    if type(image_hw) is tuple and len(image_hw) >= 2 and type(image_hw[0]) is int \
+            and type(image_hw[1]) is int and image_hw[0] > 0 and image_hw[1] > 0:
+        return float(image_hw[0])   # an image's shape[:2]: nothing to convert
     hw = np.asarray(image_hw, dtype=np.float64).ravel()
-    if hw.size < 2 or not np.all(np.isfinite(hw[:2])) or np.any(hw[:2] <= 0):
+    if hw.size < 2 or not np.isfinite(hw[:2]).all() or (hw[:2] <= 0).any():
         raise ValueError(f"image_hw: expected (height, width) > 0, got {image_hw!r}")
     return float(hw[0])

@@ -399,6 +399,59 @@ cdef extern from *:
     Py_ssize_t face3d_affine_dd(const double* p, Py_ssize_t n, const double* a, double* o) noexcept nogil
 
 
+cdef extern from *:
+    """
+    /* out[p, c] = (b0*a[i0, c] + b1*a[i1, c]) + b2*a[i2, c] in float64, rounded to float32, from
+       a per-pixel plan of vertex ids (i0 < 0: background) and weights: interpolate_pixels'
+       arithmetic without the triangle lookup and its checks (done once, when the plan is made). */
+    static void face3d_interpolate_planned3(const float* __restrict a, const int* __restrict ids,
+                                            const float* __restrict w, Py_ssize_t n_pixels,
+                                            float background, float* __restrict out) {
+        for (Py_ssize_t p = 0; p < n_pixels; p++) {
+            const int i0 = ids[3 * p];
+            if (i0 < 0) {
+                out[3 * p] = background; out[3 * p + 1] = background; out[3 * p + 2] = background;
+                continue;
+            }
+            const float* a0 = a + 3 * (Py_ssize_t)i0;
+            const float* a1 = a + 3 * (Py_ssize_t)ids[3 * p + 1];
+            const float* a2 = a + 3 * (Py_ssize_t)ids[3 * p + 2];
+            const double b0 = w[3 * p], b1 = w[3 * p + 1], b2 = w[3 * p + 2];
+            const double v00 = a0[0], v01 = a0[1], v02 = a0[2];
+            const double v10 = a1[0], v11 = a1[1], v12 = a1[2];
+            const double v20 = a2[0], v21 = a2[1], v22 = a2[2];
+            out[3 * p] = (float)(b0 * v00 + b1 * v10 + b2 * v20);
+            out[3 * p + 1] = (float)(b0 * v01 + b1 * v11 + b2 * v21);
+            out[3 * p + 2] = (float)(b0 * v02 + b1 * v12 + b2 * v22);
+        }
+    }
+    static void face3d_interpolate_planned(const float* __restrict a, int channels,
+                                           const int* __restrict ids, const float* __restrict w,
+                                           Py_ssize_t n_pixels, float background,
+                                           float* __restrict out) {
+        if (channels == 3) {   /* colours, NCC, positions: unrolled */
+            face3d_interpolate_planned3(a, ids, w, n_pixels, background, out);
+            return;
+        }
+        for (Py_ssize_t p = 0; p < n_pixels; p++) {
+            int i0 = ids[3 * p];
+            if (i0 < 0) {
+                for (int c = 0; c < channels; c++) out[p * channels + c] = background;
+                continue;
+            }
+            const float* a0 = a + (Py_ssize_t)i0 * channels;
+            const float* a1 = a + (Py_ssize_t)ids[3 * p + 1] * channels;
+            const float* a2 = a + (Py_ssize_t)ids[3 * p + 2] * channels;
+            double b0 = w[3 * p], b1 = w[3 * p + 1], b2 = w[3 * p + 2];
+            for (int c = 0; c < channels; c++)
+                out[p * channels + c] = (float)(b0 * a0[c] + b1 * a1[c] + b2 * a2[c]);
+        }
+    }
+    """
+    void face3d_interpolate_planned(const float* a, int channels, const int* ids, const float* w,
+                                    Py_ssize_t n_pixels, float background, float* out) noexcept nogil
+
+
 cdef inline int _clampi(int v, int hi) noexcept nogil:
     if v < 0: return 0
     if v > hi: return hi
@@ -517,6 +570,21 @@ def interpolate_into(const float[:, ::1] attributes, const int[:, ::1] triangles
                                  &triangle_id[0, 0], &barycentric[0, 0, 0], n, background,
                                  &out[0, 0, 0])
     return bad
+
+
+def interpolate_planned_into(const float[:, ::1] attributes, const int[:, ::1] vertex_ids,
+                             const float[:, ::1] weights, float background, float[:, ::1] out):
+    """Per-pixel interpolation from a plan (GIL released): (P, 3) int32 vertex ids per pixel
+    (row [-1, -1, -1]: background) and (P, 3) float32 weights, into (P, C) ``out``; the same
+    arithmetic as :func:`interpolate_into`. Every id must be in [0, N) (the caller checks the
+    plan's largest id against N); nothing is checked here."""
+    cdef Py_ssize_t n = vertex_ids.shape[0]
+    cdef int c = out.shape[1]
+    if n == 0 or c == 0:
+        return
+    with nogil:
+        face3d_interpolate_planned(&attributes[0, 0] if attributes.shape[0] > 0 else NULL, c,
+                                   &vertex_ids[0, 0], &weights[0, 0], n, background, &out[0, 0])
 
 
 def sample_bilinear_into(const float[:, :, ::1] texture, const float[:, :, ::1] coords,

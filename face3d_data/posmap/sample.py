@@ -13,9 +13,8 @@ from typing import Sequence
 import numpy as np
 
 from face3d_data.posmap.crop import CropBox, crop_image, crop_matrix, landmark_crop_box
-from face3d_data.posmap.position_map import _crop_vertices, _shift_face_z, apply_affine
+from face3d_data.posmap.position_map import _crop_vertices, _interpolate_uv, _shift_face_z, apply_affine
 from face3d_data.posmap.uv_assets import UVAssets
-from face3d_data.render import interpolate
 
 
 @dataclass(frozen=True)
@@ -183,7 +182,7 @@ def make_posmap_sample(image: np.ndarray, vertices: np.ndarray, landmark_indices
     if bad >= 0:
         raise ValueError("vertices: the projected vertices contain NaN/inf")
     _shift_face_z(in_crop, assets)
-    posmap = interpolate(in_crop, assets.raster, assets.triangles)
+    posmap = _interpolate_uv(in_crop, assets)
     landmarks = in_crop[landmark_indices]   # z shifted like the map: the same float32 subtraction
     return PosmapSample(crop=crop_image(image, matrix, res), posmap=posmap, box=box,
                         matrix=matrix, landmarks=landmarks)

@@ -142,6 +142,84 @@ def _interpolate(attributes, raster: Raster, triangles, background: float, out=N
     return image[..., 0] if flat else image
 
 
+class InterpolationPlan(NamedTuple):
+    """A raster resolved to vertices, for interpolating many attribute sets over one fixed raster
+    (e.g. a UV raster: every position map of a model) with :func:`interpolate_planned`.
+
+    vertex_ids: (H·W, 3) int32, the pixel's triangle's vertices; [-1, -1, -1] on background.
+    weights: (H·W, 3) float32 barycentrics (0 on background).
+    shape: (H, W). low, high: smallest and largest vertex id used (0, -1 when none).
+    raster, triangles: what the plan was made from (the checked path, for inputs it cannot take).
+    valid: False when the plan cannot be used at all (then every call takes that path).
+    """
+    vertex_ids: np.ndarray
+    weights: np.ndarray
+    shape: tuple
+    low: int
+    high: int
+    raster: Raster
+    triangles: np.ndarray
+    valid: bool
+
+
+def interpolation_plan(raster: Raster, triangles) -> InterpolationPlan:
+    """Resolve a (single-image) raster's triangle ids to vertex ids, once.
+
+    The plan is a copy: it does not follow later changes of ``raster`` or ``triangles``.
+    Raises the ``ValueError`` of :func:`interpolate` for a malformed raster or a triangle id out
+    of range; vertex indices are checked against each call's attributes instead.
+    """
+    ids = np.ascontiguousarray(raster.triangle_id, dtype=np.int32)
+    bary = np.ascontiguousarray(raster.barycentric, dtype=np.float32)
+    if ids.ndim != 2 or bary.shape != ids.shape + (3,):
+        raise ValueError(f"raster: expected (H, W) ids and (H, W, 3) barycentrics, got "
+                         f"{ids.shape} and {bary.shape}")
+    tri = np.array(triangles)   # copies, for the checked path
+    raster = Raster(ids.copy(), bary.copy(), raster.depth)
+    flat = ids.ravel()
+    covered = flat >= 0
+    vertex_ids = np.full((flat.size, 3), -1, np.int32)
+    weights = np.zeros((flat.size, 3), np.float32)
+    valid = tri.ndim == 2 and tri.shape[1] == 3 and np.issubdtype(tri.dtype, np.integer)
+    low, high = 0, -1
+    if valid and covered.any():
+        used = flat[covered]
+        if used.max() >= len(tri):
+            raise ValueError(f"raster: triangle id {int(used.max())} is out of range for {len(tri)} triangles")
+        corners = tri[used]
+        low, high = int(corners.min()), int(corners.max())
+        valid = 0 <= low and high < 2 ** 31 - 1
+        if valid:
+            vertex_ids[covered] = corners
+            weights[covered] = bary.reshape(-1, 3)[covered]
+    return InterpolationPlan(vertex_ids, weights, ids.shape, low, high, raster, tri, bool(valid))
+
+
+def interpolate_planned(attributes, plan: InterpolationPlan, out: np.ndarray | None = None) -> np.ndarray:
+    """:func:`interpolate` over the raster of ``plan`` (:func:`interpolation_plan`): the same
+    values bit for bit, without the per-pixel triangle lookup.
+
+    Args:
+        attributes: (N, C) per-vertex values (or (N,), giving an (H, W) result).
+        plan: from :func:`interpolation_plan`; a vertex id outside [0, N) (or a plan that is not
+            valid) takes :func:`interpolate`, which raises its ``ValueError``.
+        out: as in :func:`interpolate`.
+
+    Returns:
+        (H, W, C) float32; 0 on background.
+    """
+    shape = np.shape(attributes)
+    if not plan.valid or not shape or plan.high >= shape[0]:
+        return interpolate(attributes, plan.raster, plan.triangles, out)
+    attr, flat = as_attributes(attributes, shape[0])
+    image = _image_out(out, plan.shape, attr.shape[1], flat)
+    _raster.interpolate_planned_into(attr, plan.vertex_ids, plan.weights, 0.0,
+                                     image.reshape(-1, attr.shape[1]))
+    if out is not None:
+        return out
+    return image[..., 0] if flat else image
+
+
 def render_attributes(vertices, triangles, attributes, height: int, width: int,
                       background: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
     """Render per-vertex attributes (colours, NCC codes, positions...) with the z-buffer.

@@ -338,8 +338,9 @@ cdef extern from *:
        arrays so that the compiler vectorises across points; each lane does exactly the scalar
        arithmetic (no contraction: the module is built with -ffp-contract=off), so every clone
        below gives the same bits. On x86-64 Linux the function is compiled for AVX-512, AVX2 and
-       the baseline, the best one picked at load time (GCC/clang target_clones). */
-    #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && defined(__has_attribute)
+       the baseline, the best one picked at load time (GCC/clang target_clones, glibc ifunc). */
+    #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__GNUC__) \
+        && defined(__has_attribute)
     #if __has_attribute(target_clones)
     #define FACE3D_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
     #endif

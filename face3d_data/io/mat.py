@@ -6,6 +6,15 @@ one clear row in ``failures.csv`` instead of a numpy traceback later on.
 
 ``write_mat`` writes deterministically: scipy stamps the creation time into the 116-byte text
 header; we write a fixed header instead, so re-running a stage gives byte-identical files.
+
+Reading: little-endian v5 files whose every variable is a plain real numeric matrix (uncompressed
+or zlib-compressed ``miMATRIX``, the layouts of 300W-LP, ``savemat`` and :func:`encode_mat`) are
+parsed directly (~2.5x faster than ``scipy.io.loadmat`` for a 300W-LP label file), giving exactly
+what ``loadmat(squeeze_me=False)`` gives: the stored element type's dtype, the stored dims,
+Fortran-order writeable arrays. Any other file (structs, cells, strings, sparse, complex, v4, v7.3,
+odd or damaged bytes) goes through scipy, so its result and its errors are scipy's; except a numeric
+matrix whose data element has a type code scipy has no dtype for, on which loadmat crashes the
+process: that is an InputError naming the file and the variable.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import io as _io
 import os
 import struct
 import sys
+import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -45,12 +55,15 @@ def read_mat(path: str | os.PathLike, required: Schema | None = None,
         InputError: missing, empty, truncated or corrupt file; missing field; wrong shape; NaN/inf.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InputError(path, "label file not found")
-    if os.path.getsize(path) == 0:
+    try:
+        size = os.stat(path).st_size
+    except (OSError, ValueError):  # what os.path.exists treats as "does not exist"
+        raise InputError(path, "label file not found") from None
+    if size == 0:
         raise InputError(path, ".mat file is empty (0 bytes)")
-    raw = _loadmat(path)
-    data = {k: v for k, v in raw.items() if not k.startswith("__")}
+    data = _read_plain_v5(path)
+    if data is None:
+        data = {k: v for k, v in _loadmat(path).items() if not k.startswith("__")}
     for name, shape in (required or {}).items():
         if name not in data:
             raise InputError(path, f"missing field '{name}' (fields present: "
@@ -60,6 +73,127 @@ def read_mat(path: str | os.PathLike, required: Schema | None = None,
         if name in data:
             check_field(path, name, data[name], None)
     return data
+
+
+# v5 element type (miINT8 ... miUINT64) -> the dtype loadmat gives a numeric array stored with it
+_MI_DTYPES = {1: np.dtype("i1"), 2: np.dtype("u1"), 3: np.dtype("<i2"), 4: np.dtype("<u2"), 5: np.dtype("<i4"),
+              6: np.dtype("<u4"), 7: np.dtype("<f4"), 9: np.dtype("<f8"), 12: np.dtype("<i8"), 13: np.dtype("<u8")}
+# array flags of the direct path: a numeric class (mxDOUBLE_CLASS 6 ... mxUINT64_CLASS 15), maybe the
+# logical and global bits (loadmat ignores both for numeric arrays); complex, sparse, ... are not
+_NUMERIC_FLAGS = frozenset(c | b for c in range(6, 16) for b in (0, 1 << 9, 1 << 10, 3 << 9))
+# element types scipy has a dtype for (the numeric ones above and miUTF8/16/32, read as uint arrays);
+# on a numeric matrix whose data has any other type, loadmat (1.17) indexes its dtype table without a
+# bounds check and the process dies (SIGSEGV: a NULL or stray pointer), so that is an InputError here
+_SCIPY_DTYPES = frozenset({*_MI_DTYPES, 16, 17, 18})
+_TAG = struct.Struct("<II")
+# a miMATRIX tag, its array-flags element (tag, flags, nzmax) and the dimensions element's tag
+_HEAD = struct.Struct("<IIIIIIII")
+
+
+class _UnknownType(Exception):
+    """A numeric matrix's data element has a type without a dtype (see ``_SCIPY_DTYPES``)."""
+
+
+def _read_plain_v5(path: str) -> dict[str, np.ndarray] | None:
+    """The variables of a little-endian v5 file of plain real numeric matrices, as loadmat returns
+    them (without its ``__`` keys); None for any other file or any doubt (then scipy reads it).
+
+    Raises:
+        InputError: a numeric matrix whose data has an element type loadmat would crash on.
+    """
+    try:
+        with open(path, "rb", buffering=0) as f:
+            raw = bytearray(f.readall())
+    except (OSError, ValueError):
+        return None
+    try:
+        return _parse_plain_v5(raw)
+    except _UnknownType as exc:
+        name, mi_type = exc.args
+        raise InputError(path, f"not a readable .mat file (truncated or corrupt): variable '{name}' has data "
+                               f"of unknown element type {mi_type}") from None
+
+
+def _parse_plain_v5(raw: bytearray) -> dict[str, np.ndarray] | None:
+    """:func:`_read_plain_v5` on the bytes of a file (the arrays are views of ``raw``)."""
+    n = len(raw)
+    if sys.byteorder != "little" or n < 136 or raw[124:128] != b"\x00\x01IM" or 0 in raw[:4]:
+        return None  # not v5 little-endian (v4 has a 0 in its first 4 bytes; v7.3 is version 2)
+    data: dict[str, np.ndarray] = {}
+    pos = 128
+    while pos < n:
+        if pos + 8 > n:
+            return None
+        mi_type, count = _TAG.unpack_from(raw, pos)
+        end = pos + 8 + count
+        if count == 0 or end > n:
+            return None
+        if mi_type == 14:  # miMATRIX; scipy skips any bytes after the data, up to ``end``
+            var = _parse_matrix(raw, pos, end, False)
+        elif mi_type == 15:  # miCOMPRESSED: a zlib stream of one miMATRIX element
+            inflate = zlib.decompressobj()
+            try:
+                inner = bytearray(inflate.decompress(memoryview(raw)[pos + 8:end]))
+            except zlib.error:
+                return None
+            if not inflate.eof or inflate.unused_data:
+                return None
+            var = _parse_matrix(inner, 0, len(inner), True)
+        else:
+            return None
+        if var is None or var[0] in data:
+            return None
+        data[var[0]] = var[1]
+        pos = end
+    return data
+
+
+def _parse_matrix(buf: bytearray, pos: int, end: int, exact: bool) -> tuple[str, np.ndarray] | None:
+    """(name, array) of the miMATRIX element at ``buf[pos:end]`` when it is a plain real numeric
+    matrix with at least one element, else None. ``exact``: the data element (with its padding)
+    must end the buffer, as scipy requires of a compressed element's contents."""
+    if pos + 40 > end:
+        return None
+    tag, _, flags_tag, flags_count, flags, _, dims_type, dims_count = _HEAD.unpack_from(buf, pos)
+    ndim, rem = divmod(dims_count, 4)
+    if (tag != 14 or flags_tag != 6 or flags_count != 8 or flags not in _NUMERIC_FLAGS or dims_type not in (5, 6)
+            or rem or not 2 <= ndim <= 32):
+        return None
+    at = pos + 32 + dims_count + (-dims_count % 8)  # the name element
+    if at + 16 > end:
+        return None
+    dims = struct.unpack_from(f"<{ndim}i", buf, pos + 32)
+    size = 1
+    for d in dims:
+        size *= d
+        if d <= 0:
+            return None  # empty arrays (and negative dims) are left to scipy
+    name_type, count = _TAG.unpack_from(buf, at)
+    if name_type >> 16:  # small data element: 2-byte count, 2-byte type, <= 4 bytes in the tag itself
+        name_type, count, start, at = name_type & 0xFFFF, name_type >> 16, at + 4, at + 8
+        if count > 4:
+            return None
+    else:
+        start = at + 8
+        at = start + count + (-count % 8)
+    if name_type != 1 or count == 0 or at + 8 > end:
+        return None
+    name = bytes(buf[start:start + count]).decode("latin1")
+    mi_type, count = _TAG.unpack_from(buf, at)
+    if mi_type >> 16:
+        mi_type, count, start, at = mi_type & 0xFFFF, mi_type >> 16, at + 4, at + 8
+        if count > 4:
+            return None
+    else:
+        start = at + 8
+        at = start + count + (-count % 8)
+    dtype = _MI_DTYPES.get(mi_type)
+    if mi_type not in _SCIPY_DTYPES and start + count <= end:
+        raise _UnknownType(name, mi_type)
+    if dtype is None or count != size * dtype.itemsize or start + count > end or name.startswith("__") \
+            or (exact and not start + count <= end <= at):
+        return None
+    return name, np.frombuffer(buf, dtype, size, start).reshape(dims[::-1]).T
 
 
 def _loadmat(path: str) -> dict:
@@ -80,15 +214,15 @@ def check_field(path: str, name: str, value: np.ndarray, shape: Sequence[int | N
     """Validate one field's squeezed shape and finiteness; raise InputError naming file and field."""
     value = np.asarray(value)
     if shape is not None:
-        got = np.squeeze(value).shape if value.size != 1 else (1,) * max(1, len(shape))
-        ok = len(got) == len(shape) and all(e is None or e == g for e, g in zip(shape, got))
-        if not ok:
+        got = value.squeeze().shape if value.size != 1 else (1,) * max(1, len(shape))
+        if len(got) != len(shape) or any(e is not None and e != g for e, g in zip(shape, got)):
             want = "×".join("any" if e is None else str(e) for e in shape)
             raise InputError(path, f"field '{name}' has shape {value.shape}, expected {want}")
-    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+    kind = value.dtype.kind
+    if kind in "fc" and not np.isfinite(value).all():
         bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
         raise InputError(path, f"field '{name}' contains {bad} NaN/inf value(s)")
-    if value.dtype.kind not in "fciub":
+    if kind not in "fciub":
         raise InputError(path, f"field '{name}' is not numeric (dtype {value.dtype})")
 
 

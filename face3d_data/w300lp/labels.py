@@ -174,7 +174,7 @@ def read_labels(mat_path: str | os.PathLike) -> Labels:
         InputError: naming the file and the field.
     """
     data = read_mat(mat_path, required=REQUIRED_SCHEMA, finite=_FINITE)
-    return labels_from_fields(data, mat_path)
+    return _labels(data, mat_path)  # read_mat has made labels_from_fields' field checks
 
 
 _FINITE = ("Tex_Para", "pt3d_68", "roi")
@@ -202,8 +202,6 @@ def labels_from_fields(data: dict, path) -> Labels:
     Raises:
         InputError: naming ``path`` and the field.
     """
-    from face3d_data.w300lp.samples import view_index
-
     for name, shape in REQUIRED_SCHEMA.items():
         if name not in data:
             raise InputError(path, f"missing field '{name}'")
@@ -211,6 +209,13 @@ def labels_from_fields(data: dict, path) -> Labels:
     for name in _FINITE:
         if name in data:
             check_field(os.fspath(path), name, data[name], None)
+    return _labels(data, path)
+
+
+def _labels(data: dict, path) -> Labels:
+    """:func:`labels_from_fields` after its field checks."""
+    from face3d_data.w300lp.samples import view_index
+
     try:
         pose = check_pose_para(data["Pose_Para"], "Pose_Para")
     except ValueError as exc:

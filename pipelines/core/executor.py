@@ -12,14 +12,16 @@ import contextlib
 import errno
 import importlib
 import os
+import stat
 import time
 import traceback
+import warnings
 from typing import Iterator
 
 import numpy as np
 
 from face3d_data.errors import ConfigError, InputError
-from pipelines.core.stage import Context, Item
+from pipelines.core.stage import Context, Item, RealPaths, Stage
 
 BACKENDS = ("loky", "threading", "dask", "ray")
 
@@ -99,11 +101,12 @@ def execute_task(task: dict) -> list[dict]:
     resources = lambda: stage_resources(stage, cfg, task["fingerprint"])  # noqa: E731
     items = [Item(t["key"], t["inputs"]) for t in task["items"]]
     run_seed = int(task["options"].get("seed", 0))
+    real = RealPaths()  # the batch's items share their folders: each is resolved once
     ctxs = [Context(stage=stage.name, out_dir=task["out_dir"], run_seed=run_seed,
                     item_seed=t["seed"], rng=np.random.default_rng(t["seed"]), key=t["key"],
                     options=task["options"], _resources=resources,
-                    _protected=frozenset(os.path.realpath(p) for p in t["inputs"].values()
-                                         if isinstance(p, str)))
+                    _protected=frozenset(real(p) for p in t["inputs"].values() if isinstance(p, str)),
+                    _real=real)
             for t in task["items"]]
     start = time.perf_counter()
     try:
@@ -134,13 +137,27 @@ def is_environment_fault(exc: BaseException, out_dir: str) -> bool:
     return False
 
 
+def _output_state(path: str, real) -> tuple[bool, str]:
+    """(``os.path.exists(path)``, ``os.path.realpath(path)``) of a written output, with one
+    ``lstat`` where the file is not a symbolic link (``real``: a :class:`RealPaths`)."""
+    try:
+        link = stat.S_ISLNK(os.lstat(path).st_mode)
+    except OSError:
+        return False, real(path)
+    if link:
+        return os.path.exists(path), os.path.realpath(path)
+    return True, real(path, lstat_done=True)
+
+
 def _record(stage, item: Item, ctx: Context, result, fingerprint: str, seconds: float) -> dict:
     record = {"key": item.key, "inputs": item.inputs, "seed": ctx.item_seed, "fingerprint": fingerprint}
     if not isinstance(result, Exception):
         result = dict(result or {})
         outputs = [str(p) for p in result.pop("outputs", [])]
-        missing = [p for p in outputs if not os.path.exists(os.path.join(ctx.out_dir, p))]
-        replaced = [p for p in outputs if os.path.realpath(os.path.join(ctx.out_dir, p)) in ctx._protected]
+        real = ctx._real or RealPaths()
+        states = [_output_state(os.path.join(ctx.out_dir, p), real) for p in outputs]
+        missing = [p for p, (exists, _) in zip(outputs, states) if not exists]
+        replaced = [p for p, (_, where) in zip(outputs, states) if where in ctx._protected]
         if replaced:
             result = InputError(os.path.join(ctx.out_dir, replaced[0]),
                                 "an output of this item replaced its input file")
@@ -170,26 +187,115 @@ def _message(exc: Exception, item: Item) -> str:
     return f"{inputs}: {type(exc).__name__}: {exc}{where}"
 
 
-def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None) -> Iterator[list[dict]]:
-    """Yield each task's result records (a list per task) as tasks complete."""
+def _pool_flags(task: dict, local: bool) -> dict:
+    """``task`` marked for a worker process: BLAS pinned there and, for ``local`` workers (loky's,
+    on this machine), the worker exits when this process dies."""
+    return dict(task, pin_blas=True, parent_pid=os.getpid()) if local else dict(task, pin_blas=True)
+
+
+def warm_worker(task: dict) -> int:
+    """In a pool worker, before its first batch: pin BLAS, watch the parent, import the stage and
+    run its ``setup`` (cached for the batches to come), so that the worker's start-up overlaps
+    the main process's own preparation. ``task`` is a task without items. Never raises: a
+    failing ``setup`` is reported by the main process's own check (:func:`load_resources_once
+    <pipelines.core.runner.load_resources_once>`) or, failing again, by the items. Returns the
+    worker's pid."""
+    with contextlib.suppress(Exception):
+        if task.get("pin_blas"):
+            _pin_blas_in_worker()
+        if task.get("parent_pid"):
+            _watch_parent(task["parent_pid"])
+        stage = load_stage_class(task["stage_class"])()
+        if type(stage).setup is not Stage.setup:
+            stage_resources(stage, task["cfg"], task["fingerprint"])
+    return os.getpid()
+
+
+class Warmup:
+    """Worker processes being started ahead of the tasks (see :func:`start_workers`)."""
+
+    def __init__(self, outputs):
+        self._outputs = outputs
+
+    def wait(self) -> None:
+        """Wait for the warm-up tasks (they run before any task submitted after them); errors are
+        left to the tasks, which meet them again."""
+        outputs, self._outputs = self._outputs, None
+        if outputs is not None:
+            with contextlib.suppress(Exception):
+                for _ in outputs:
+                    pass
+
+    def cancel(self) -> None:
+        """Stop the warm-up now, killing the workers (an interrupted run); no-op after
+        :meth:`wait`."""
+        outputs, self._outputs = self._outputs, None
+        if outputs is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with contextlib.suppress(Exception):
+                    outputs.close()
+
+
+def start_workers(task: dict, backend: str, jobs: int) -> Warmup | None:
+    """For the loky backend with ``jobs`` > 1: start the ``jobs`` worker processes now and have
+    each run :func:`warm_worker` on ``task`` (a task of the run, its items not needed), while
+    this process goes on preparing the run. :func:`run_tasks` then uses the same workers (loky's
+    reusable executor, same size and settings) and waits for the warm-up once its own tasks are
+    queued behind it. Returns None where there is nothing to start (other backends, one job)."""
+    if backend != "loky" or jobs < 2:
+        return None
+    from joblib import Parallel, delayed
+
+    warm = _pool_flags({k: v for k, v in task.items() if k != "items"}, local=True)
+    parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+    return Warmup(parallel(delayed(warm_worker)(warm) for _ in range(jobs)))
+
+
+@contextlib.contextmanager
+def warm_workers(task: dict | None, backend: str, jobs: int):
+    """:func:`start_workers` for the block (``task`` None: nothing to start), yielding the
+    :class:`Warmup` or None. A block that fails before :func:`run_tasks` waited for the warm-up
+    waits for it too (it ends as soon as each worker has imported the stage and tried ``setup``),
+    leaving the workers idle and reusable; an interrupt (KeyboardInterrupt...) kills them."""
+    warmup = start_workers(task, backend, jobs) if task is not None else None
+    try:
+        yield warmup
+    except Exception:
+        if warmup is not None:
+            warmup.wait()
+        raise
+    except BaseException:
+        if warmup is not None:
+            warmup.cancel()
+        raise
+    if warmup is not None:
+        warmup.wait()
+
+
+def run_tasks(tasks: list[dict], backend: str, jobs: int, scheduler: str | None,
+              warmup: Warmup | None = None) -> Iterator[list[dict]]:
+    """Yield each task's result records (a list per task) as tasks complete. ``warmup``: the
+    loky workers :func:`start_workers` started for these tasks."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not tasks:
         return iter(())
     if backend == "threading" or (backend == "loky" and jobs == 1):
         return _run_in_process(tasks, jobs)
-    for task in tasks:  # worker processes pin their own BLAS pools
-        task["pin_blas"] = True
+    # worker processes pin their own BLAS pools; loky's exit when this process dies
+    tasks = [_pool_flags(t, local=backend == "loky") for t in tasks]
     if backend == "dask":
         return _run_dask(tasks, jobs, scheduler)
     if backend == "ray":
         return _run_ray(tasks, jobs, scheduler)
     from joblib import Parallel, delayed
 
-    for task in tasks:  # loky workers exit when this process dies
-        task["parent_pid"] = os.getpid()
     parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
-    return iter(parallel(delayed(execute_task)(t) for t in tasks))
+    outputs = parallel(delayed(execute_task)(t) for t in tasks)  # the first tasks are queued now
+    if warmup is not None:
+        warmup.wait()
+    return iter(outputs)
 
 
 def _run_in_process(tasks: list[dict], jobs: int) -> Iterator[list[dict]]:

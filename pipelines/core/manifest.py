@@ -9,6 +9,10 @@
 
 Keys and messages made from file names that are not valid UTF-8 are written with those bytes as
 ``\\xNN`` (``inputs``/``outputs`` columns are JSON, where they appear as ``\\udcNN`` escapes).
+
+pandas and pyarrow are imported when a manifest is written or read, not with this module: a
+stage module that imports :func:`read_manifest` for its ``list_items`` does not load them into
+every worker process (the runner, in the main process, imports pandas up front).
 """
 
 from __future__ import annotations
@@ -20,11 +24,13 @@ import platform
 import subprocess
 import sys
 import time
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 import face3d_data
 from face3d_data.io import write_bytes, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FAILURE_COLUMNS = ["key", "stage", "error_class", "message", "inputs"]
 
@@ -70,6 +76,8 @@ def printable(text: str) -> str:
 
 
 def _table(records: list[dict]) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for r in records:
         row = {k: printable(v) for k, v in r.items()}
@@ -117,6 +125,8 @@ def write_failures(path: str, stage: str, failures: list[dict]) -> None:
              "message": printable(f.get("message", "")),
              "inputs": json.dumps(f.get("inputs", {}), sort_keys=True)}
             for f in sorted(failures, key=lambda f: f["key"])]
+    import pandas as pd
+
     text = _io.StringIO()
     pd.DataFrame(rows, columns=FAILURE_COLUMNS).to_csv(text, index=False)
     write_text(path, text.getvalue())

@@ -14,6 +14,7 @@ import sys
 import time
 
 import numpy as np
+import pandas  # noqa: F401 - the manifest writer's (imported lazily there, so workers skip it); loaded up front here
 
 from face3d_data.cores import available_cores
 from face3d_data.errors import ConfigError, InputError
@@ -21,7 +22,7 @@ from face3d_data.io import write_image
 from face3d_data.io.atomic import stale_temporaries
 from face3d_data.viz import contact_sheet
 from pipelines.core.config import as_options, build_config, config_hash, plain_config
-from pipelines.core.executor import run_tasks, stage_resources
+from pipelines.core.executor import run_tasks, stage_resources, warm_workers
 from pipelines.core.fingerprint import AssetHasher, item_fingerprint, run_fingerprint
 from pipelines.core.journal import Journal, is_complete, load_all, locked
 from pipelines.core.manifest import printable, run_metadata, write_failures, write_manifest
@@ -115,7 +116,6 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
     check_items_apart(stage, items, out_dir)
     if options.limit is not None:
         items = items[:options.limit]
-    load_resources_once(stage, cfg, run_fp)
     fingerprints = {it.key: item_fingerprint(run_fp, it.inputs) for it in items}
     size = max(1, int(stage.batch_size))
     index, count = options.shard
@@ -123,12 +123,6 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
                if in_shard(batch[0].key, index, count)]
     shard_items = [it for batch in batches for it in batch]
 
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{stage.name}: cannot create --out {out_dir}: {exc.strerror}") from None
-    check_writable(out_dir)
-    remove_stale_temporaries(out_dir)
     suffix = _suffix(options.shard)
     journal = Journal(os.path.join(state_dir, f"{stage.name}{suffix}.journal.jsonl"))
     previous = {} if options.overwrite else load_all(state_dir, stage.name, own=journal.path)
@@ -151,29 +145,39 @@ def run_stage(stage: Stage | type, options: RunOptions, cfg: dict | None = None,
 
     records = dict(done)
     failures: list[dict] = []
-    journal.open(truncate=options.overwrite)
-    bar = _progress(stage.name, n_pending, options.quiet)
-    try:
-        results = run_tasks(tasks, options.backend, jobs, options.scheduler)
-        for batch_records in results:
-            for record in batch_records:
-                if record["status"] == "ok":
-                    journal.append(record)
-                    records[record["key"]] = record
-                elif record.get("fatal"):
-                    _stop(results)
-                    raise EnvironmentFault(f"{stage.name}: {record['message']} — stopped; items "
-                                           f"completed so far are kept, rerun to resume")
-                else:
-                    failures.append(record)
+    # Worker processes start (importing the stage, loading its resources) while this process
+    # loads its own copy and prepares the folder; no task is queued before that has succeeded.
+    with warm_workers(tasks[0] if tasks else None, options.backend, jobs) as warmup:
+        load_resources_once(stage, cfg, run_fp)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{stage.name}: cannot create --out {out_dir}: {exc.strerror}") from None
+        check_writable(out_dir)
+        remove_stale_temporaries(out_dir)
+        journal.open(truncate=options.overwrite)
+        bar = _progress(stage.name, n_pending, options.quiet)
+        try:
+            results = run_tasks(tasks, options.backend, jobs, options.scheduler, warmup=warmup)
+            for batch_records in results:
+                for record in batch_records:
+                    if record["status"] == "ok":
+                        journal.append(record)
+                        records[record["key"]] = record
+                    elif record.get("fatal"):
+                        _stop(results)
+                        raise EnvironmentFault(f"{stage.name}: {record['message']} — stopped; items "
+                                               f"completed so far are kept, rerun to resume")
+                    else:
+                        failures.append(record)
+                if bar is not None:
+                    bar.update(len(batch_records))
+                    if failures:
+                        bar.set_postfix(failed=len(failures))
+        finally:
+            journal.close()
             if bar is not None:
-                bar.update(len(batch_records))
-                if failures:
-                    bar.set_postfix(failed=len(failures))
-    finally:
-        journal.close()
-        if bar is not None:
-            bar.close()
+                bar.close()
     hasher.save()
 
     own_records = [records[k] for k in sorted(records)]

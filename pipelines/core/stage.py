@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import stat
 from typing import Any, Callable
 
 import numpy as np
@@ -54,6 +55,8 @@ class Context:
     _resources: Callable[[], Any] | None = None
     #: real paths of this item's input files: ``path()`` refuses to name one of them
     _protected: frozenset = frozenset()
+    #: ``os.path.realpath`` or an equivalent shared by a batch's contexts (:class:`RealPaths`)
+    _real: Callable[[str], str] | None = None
 
     @property
     def resources(self) -> Any:
@@ -68,7 +71,7 @@ class Context:
                 replace an input).
         """
         path = os.path.join(self.out_dir, *parts)
-        if self._protected and os.path.realpath(path) in self._protected:
+        if self._protected and (self._real or os.path.realpath)(path) in self._protected:
             from face3d_data.errors import InputError
 
             raise InputError(path, "an output of this item would replace its input file; "
@@ -78,6 +81,41 @@ class Context:
     def relative(self, path: str) -> str:
         """``path`` relative to ``out_dir`` (forward slashes), as ``process`` reports outputs."""
         return os.path.relpath(os.path.abspath(path), self.out_dir).replace(os.sep, "/")
+
+
+class RealPaths:
+    """``os.path.realpath`` with each folder resolved once (per instance).
+
+    The real path of ``folder/name`` is the folder's real path joined with ``name`` unless ``name``
+    is a symbolic link (then the whole path is resolved as ``os.path.realpath`` does) or empty,
+    ``.`` or ``..``; so the files of a batch, which lie in a few folders, cost one ``lstat`` each
+    instead of one per path component. Only absolute ``str`` folders are remembered (a relative one
+    depends on the working directory); anything else is passed to ``os.path.realpath``. The
+    results equal ``os.path.realpath``'s as long as the folders are not replaced meanwhile.
+    """
+
+    def __init__(self):
+        self._folders: dict[str, str] = {}
+
+    def __call__(self, path, lstat_done: bool = False) -> str:
+        """The real path of ``path`` (``lstat_done``: the caller has just seen, with ``os.lstat``,
+        that ``path`` exists and is not a symbolic link)."""
+        path = os.fspath(path)
+        if not isinstance(path, str):
+            return os.path.realpath(path)
+        head, name = os.path.split(path)
+        if name in ("", ".", "..") or not os.path.isabs(head):
+            return os.path.realpath(path)
+        if not lstat_done:
+            try:
+                if stat.S_ISLNK(os.lstat(path).st_mode):
+                    return os.path.realpath(path)
+            except OSError:  # missing (or unreadable): realpath keeps the name as it is
+                pass
+        folder = self._folders.get(head)
+        if folder is None:
+            folder = self._folders[head] = os.path.realpath(head)
+        return os.path.join(folder, name)
 
 
 class Stage:

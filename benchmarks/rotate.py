@@ -3,11 +3,18 @@
     python benchmarks/rotate.py [--samples 400] [--jobs 2]
 
 1. Generates samples with the 53k-vertex, 199+29-mode random fixture (as benchmarks/posmap.py).
-2. Where time goes, one process, per output (8 angles per input): decode (JPEG + .mat, once per
-   input), rotate (image warp), labels (analytic update), jpeg (encode), mat (the label file's
-   bytes: ``encode_mat``'s direct v5 writer), write (two atomic files).
+2. Where time goes, one process, per output (8 angles per input), on the stage's path: decode
+   (JPEG + .mat, once per input, with the per-input set-up of ``ImageRotation`` / ``LabelRotation``:
+   BGR copy, pose matrix, canonical points), rotate (image warp into the reused BGR buffer),
+   labels (analytic update), jpeg (encode), mat (the label file's bytes: ``encode_mat``'s direct
+   v5 writer), write (two atomic files).
    Same run: ``scipy.io.savemat`` for the same label files (what ``encode_mat`` used before; the
    bytes are checked equal), and the ratio.
+   Same run: the per-angle path with nothing shared between the angles of an input
+   (``rotate_image`` in RGB + ``encode_image`` + ``rotate_label_fields``) against the shared one
+   (``ImageRotation.jpeg`` + ``LabelRotation.rotate``), in memory (no files), interleaved, min of
+   3, bytes checked equal; and OpenCV's threads: CPU and wall time of one warp with OpenCV's
+   default thread count and with one thread (what each worker process uses).
 3. A straightforward reference in the same run: decode the image again for every angle, rotate
    with ``skimage.transform.rotate``, write with ``cv2.imwrite``/``scipy.io.savemat``; the ratio.
 4. End to end: the real stage through the runner (``--jobs`` loky workers), outputs/s with
@@ -30,6 +37,7 @@ from _machine import print_machine  # noqa: E402
 
 from benchmarks.posmap import list_pairs, make_dataset  # noqa: E402
 from face3d_data.augment import angle_suffix, in_plane_rotation, rotate_image, rotate_label_fields  # noqa: E402
+from face3d_data.augment.rotate import ImageRotation, LabelRotation  # noqa: E402
 from face3d_data.io import encode_image, encode_mat, read_image, read_mat, write_bytes  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 
@@ -41,15 +49,16 @@ def phases(pairs, out: str) -> dict:
     for i, (jpg, mat) in enumerate(pairs):
         c0 = time.perf_counter()
         image, fields = read_image(jpg), read_mat(mat)
+        image_rot, label_rot = ImageRotation(image), LabelRotation(fields)
         t["decode"] += time.perf_counter() - c0
         for theta in ANGLES:
             c0 = time.perf_counter()
             rot = in_plane_rotation(theta, image.shape[:2])
-            turned = rotate_image(image, rot)
+            turned = image_rot.warped(rot)
             c1 = time.perf_counter()
-            labels = rotate_label_fields(fields, rot)
+            labels = label_rot.rotate(rot, copy=False)
             c2 = time.perf_counter()
-            jpeg = encode_image(turned, ".jpg", 95)
+            jpeg = image_rot.encode(turned, 95)
             c3 = time.perf_counter()
             blob = encode_mat(labels)
             c4 = time.perf_counter()
@@ -61,6 +70,72 @@ def phases(pairs, out: str) -> dict:
                             ("write", c4, c5)):
                 t[k] += b - a
     return t
+
+
+def shared_vs_per_angle(pairs, repeats: int = 3) -> dict:
+    """ms per output (min of ``repeats``, interleaved) of the image bytes and the label bytes of
+    every angle of ``pairs``, decoded beforehand: per angle with nothing shared, and shared per
+    input as the stage does; and whether the bytes are equal."""
+    decoded = [(read_image(jpg), read_mat(mat)) for jpg, mat in pairs]
+    rotations = [in_plane_rotation(theta, (450, 450)) for theta in ANGLES]
+
+    def per_angle_image():
+        return [encode_image(rotate_image(image, rot), ".jpg", 95) for image, _ in decoded for rot in rotations]
+
+    def shared_image():
+        out = []
+        for image, _ in decoded:
+            image_rot = ImageRotation(image)
+            out += [image_rot.jpeg(rot, 95) for rot in rotations]
+        return out
+
+    def per_angle_labels():
+        return [encode_mat(rotate_label_fields(fields, rot)) for _, fields in decoded for rot in rotations]
+
+    def shared_labels():
+        out = []
+        for _, fields in decoded:
+            label_rot = LabelRotation(fields)
+            out += [encode_mat(label_rot.rotate(rot, copy=False)) for rot in rotations]
+        return out
+
+    fns = {"per-angle image": per_angle_image, "shared image": shared_image,
+           "per-angle labels": per_angle_labels, "shared labels": shared_labels}
+    best, blobs = dict.fromkeys(fns, float("inf")), {}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            blobs[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    outputs = len(decoded) * len(rotations)
+    result = {name: 1e3 * v / outputs for name, v in best.items()}
+    result["same"] = (blobs["per-angle image"] == blobs["shared image"]
+                      and blobs["per-angle labels"] == blobs["shared labels"])
+    return result
+
+
+def opencv_threads(pairs, repeats: int = 5) -> dict:
+    """CPU and wall ms of one warp (450×450×3, 8 angles) with OpenCV's default thread count and
+    with one thread, interleaved, min of ``repeats``."""
+    import cv2
+
+    image_rot = ImageRotation(read_image(pairs[0][0]))
+    rotations = [in_plane_rotation(theta, (450, 450)) for theta in ANGLES] * 10
+    default = cv2.getNumThreads()
+    best = {}
+    try:
+        for _ in range(repeats):
+            for threads in (default, 1):
+                cv2.setNumThreads(threads)
+                w0, c0 = time.perf_counter(), time.process_time()
+                for rot in rotations:
+                    image_rot.warped(rot)
+                wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                old = best.get(threads, (float("inf"), float("inf")))
+                best[threads] = (min(old[0], 1e3 * wall / len(rotations)), min(old[1], 1e3 * cpu / len(rotations)))
+    finally:
+        cv2.setNumThreads(default)
+    return {"default": default, **{f"{k}": v for k, v in best.items()}}
 
 
 def mat_writers(pairs, repeats: int = 3) -> tuple[float, float, bool]:
@@ -153,6 +228,17 @@ def main(argv=None) -> int:
         direct, savemat, same = mat_writers(pairs[:n])
         print(f"label .mat bytes, same run (min of 3): encode_mat {direct:.3f} ms/file, scipy.io.savemat "
               f"{savemat:.3f} ms/file: x{savemat / direct:.2f}; bytes equal: {same}")
+        cmp = shared_vs_per_angle(pairs[:n])
+        print(f"same run, in memory ({n} inputs x {len(ANGLES)} angles, min of 3): image per angle "
+              f"(rotate_image + encode_image) {cmp['per-angle image']:.3f} ms/output, shared "
+              f"(ImageRotation.jpeg) {cmp['shared image']:.3f}: x{cmp['per-angle image'] / cmp['shared image']:.2f}; "
+              f"labels per angle (rotate_label_fields + encode_mat) {cmp['per-angle labels']:.3f}, shared "
+              f"(LabelRotation) {cmp['shared labels']:.3f}: x{cmp['per-angle labels'] / cmp['shared labels']:.2f}; "
+              f"bytes equal: {cmp['same']}")
+        thr = opencv_threads(pairs)
+        d, one = thr[str(thr["default"])], thr["1"]
+        print(f"OpenCV threads, one warp (min of 5): default {thr['default']} threads {d[0]:.3f} ms wall, "
+              f"{d[1]:.3f} ms CPU; 1 thread {one[0]:.3f} ms wall, {one[1]:.3f} ms CPU: CPU x{d[1] / one[1]:.2f}")
         m = min(len(pairs), args.reference_samples)
         os.makedirs(os.path.join(tmp, "reference"))
         ref = reference(pairs[:m], os.path.join(tmp, "reference"))

@@ -17,23 +17,31 @@ Conventions (see ``docs/prnet.md``):
   ``[x1, y1, x2, y2]`` becomes the axis-aligned box of its four rotated corners; the
   ``landmarks/*_pts.mat`` arrays ``pts_2d``/``pts_3d`` (68,2) are treated in the same 1-based
   y-down frame. Every other field is copied unchanged.
+
+Many angles of one sample: :class:`ImageRotation`, :class:`LabelRotation` and
+:class:`PtsRotation` do the angle-independent work once (the BGR copy of the picture, the pose
+matrix, the points in the canonical frame) and give, per angle, the same bits as
+:func:`rotate_image` + ``encode_image``, :func:`rotate_label_fields` and :func:`rotate_pts_fields`
+(the last two are built on them).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import cv2
 import numpy as np
 
-from face3d_data.w300lp.labels import points_to_canonical, points_to_stored, roi_to_canonical
-from face3d_data.w300lp.pose import angles_to_matrix, matrix_to_angles
+from face3d_data.w300lp.labels import points_to_canonical, roi_to_canonical
+from face3d_data.w300lp.pose import angles_to_matrix
 
 #: Fields that carry 1-based, y-down image points, with the axis that holds x/y/(z).
 _POINT_FIELDS = ("pt2d", "pt3d_68")
 _PTS_FIELDS = ("pts_2d", "pts_3d")
+_FLIP = np.diag([1.0, -1.0])
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,14 @@ class InPlaneRotation:
         xy = p[..., :2] @ self.linear.T + self.matrix[:, 2]
         p[..., :2] = xy
         return p
+
+    @cached_property
+    def _matlab_rz(self) -> np.ndarray:
+        """(3, 3) float64: the turn about the camera axis in the y-up Matlab frame (made once;
+        ``matrix`` must not be changed afterwards)."""
+        rz = np.eye(3)
+        rz[:2, :2] = _FLIP @ self.linear @ _FLIP
+        return rz
 
 
 def in_plane_rotation(theta_deg: float, image_hw: tuple[int, int],
@@ -106,6 +122,24 @@ def in_plane_rotation(theta_deg: float, image_hw: tuple[int, int],
     return InPlaneRotation(theta, matrix, (h, w), (out_h, out_w))
 
 
+def _border(fill, channels: int) -> tuple[int, tuple[float, ...]]:
+    """OpenCV border mode and per-channel value (``channels`` long) of a :func:`rotate_image` fill."""
+    if isinstance(fill, str):
+        modes = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
+        if fill not in modes:
+            raise ValueError(f"fill must be a number, a colour tuple, 'reflect' or 'replicate', "
+                             f"got {fill!r}")
+        return modes[fill], 0
+    return cv2.BORDER_CONSTANT, tuple(float(v) for v in np.broadcast_to(np.asarray(fill, dtype=np.float64),
+                                                                       (channels,)))
+
+
+def _warp(image: np.ndarray, rotation: InPlaneRotation, border: int, value, dst=None) -> np.ndarray:
+    out_h, out_w = rotation.out_hw
+    return cv2.warpAffine(image, rotation.matrix, (out_w, out_h), dst=dst, flags=cv2.INTER_LINEAR,
+                          borderMode=border, borderValue=value)
+
+
 def rotate_image(image: np.ndarray, rotation: InPlaneRotation, fill=0) -> np.ndarray:
     """Resample ``image`` under ``rotation`` (bilinear).
 
@@ -120,19 +154,60 @@ def rotate_image(image: np.ndarray, rotation: InPlaneRotation, fill=0) -> np.nda
     image = np.asarray(image)
     if image.ndim not in (2, 3) or tuple(image.shape[:2]) != tuple(rotation.in_hw):
         raise ValueError(f"image must have shape {rotation.in_hw} (+ channels), got {image.shape}")
-    if isinstance(fill, str):
-        modes = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE}
-        if fill not in modes:
-            raise ValueError(f"fill must be a number, a colour tuple, 'reflect' or 'replicate', "
-                             f"got {fill!r}")
-        border, value = modes[fill], 0
+    border, value = _border(fill, image.shape[2] if image.ndim == 3 else 1)
+    return _warp(image, rotation, border, value)
+
+
+def _pose_vector(pose_para) -> np.ndarray:
+    """(7,) float64 copy of a ``Pose_Para`` (any array of 7 finite values); ValueError otherwise."""
+    pose = np.asarray(pose_para, dtype=np.float64).reshape(-1)
+    if pose.size != 7:
+        raise ValueError(f"pose_para must have 7 elements, got {np.asarray(pose_para).shape}")
+    if not np.all(np.isfinite(pose)):
+        raise ValueError("pose_para contains NaN/inf")
+    return pose
+
+
+def _angles_300wlp(r: np.ndarray) -> tuple[float, float, float]:
+    """(pitch, yaw, roll) of a finite (3, 3) float64 rotation in the 300W-LP convention.
+
+    The arithmetic of :func:`face3d_data.w300lp.pose.matrix_to_angles` (the same numpy calls on
+    the same 0-d operands, so the same bits) without its array checks and the branch
+    ``np.where`` discards; ``tests/test_rotate.py`` checks the equality.
+    """
+    m = r.T
+    sy = np.clip(-m[..., 2, 0], -1.0, 1.0)
+    yaw = np.arcsin(sy)
+    cy = np.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
+    if cy > 1e-9:
+        pitch, roll = np.arctan2(m[..., 2, 1], m[..., 2, 2]), np.arctan2(m[..., 1, 0], m[..., 0, 0])
     else:
-        border = cv2.BORDER_CONSTANT
-        value = tuple(float(v) for v in np.broadcast_to(np.asarray(fill, dtype=np.float64),
-                                                        (image.shape[2] if image.ndim == 3 else 1,)))
-    out_h, out_w = rotation.out_hw
-    return cv2.warpAffine(image, rotation.matrix, (out_w, out_h), flags=cv2.INTER_LINEAR,
-                          borderMode=border, borderValue=value)
+        pitch, roll = np.arctan2(sy * m[..., 0, 1], m[..., 1, 1]), 0.0
+    return float(pitch), float(yaw), float(roll)
+
+
+class _PoseRotation:
+    """The angle-independent part of :func:`rotate_pose` for one ``Pose_Para``."""
+
+    def __init__(self, pose_para):
+        self.pose = _pose_vector(pose_para)
+        self.r = np.asarray(angles_to_matrix(*self.pose[:3]), dtype=np.float64)
+        self._offsets: dict[int, np.ndarray] = {}
+
+    def rotate(self, rotation: InPlaneRotation) -> np.ndarray:
+        pose = self.pose
+        r_new = rotation._matlab_rz @ self.r  # Rz(θ)·R, the turn seen in the y-up Matlab frame
+        # canonical projection = diag(1,-1)·f·(R S)_xy + (tx - 1, h - ty)
+        h_in, h_out = rotation.in_hw[0], rotation.out_hw[0]
+        offset = self._offsets.get(h_in)
+        if offset is None:
+            offset = self._offsets[h_in] = np.array([pose[3] - 1.0, h_in - pose[4]])
+        offset_new = rotation.linear @ offset + rotation.matrix[:, 2]
+        out = pose.copy()
+        out[:3] = _angles_300wlp(r_new)
+        out[3] = offset_new[0] + 1.0
+        out[4] = h_out - offset_new[1]
+        return out
 
 
 def rotate_pose(pose_para: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
@@ -146,55 +221,109 @@ def rotate_pose(pose_para: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
         (7,) float64: angles re-extracted from ``Rz(θ)·R``, ``(tx, ty)`` moved with the pixels,
         ``tz`` and ``f`` unchanged.
     """
-    pose = np.asarray(pose_para, dtype=np.float64).reshape(-1)
-    if pose.size != 7:
-        raise ValueError(f"pose_para must have 7 elements, got {np.asarray(pose_para).shape}")
-    if not np.all(np.isfinite(pose)):
-        raise ValueError("pose_para contains NaN/inf")
-    flip = np.diag([1.0, -1.0])
-    rz = np.eye(3)
-    rz[:2, :2] = flip @ rotation.linear @ flip  # the same turn seen in the y-up Matlab frame
-    r_new = rz @ np.asarray(angles_to_matrix(*pose[:3]), dtype=np.float64)
-    # canonical projection = diag(1,-1)·f·(R S)_xy + (tx - 1, h - ty)
-    h_in, h_out = rotation.in_hw[0], rotation.out_hw[0]
-    offset = np.array([pose[3] - 1.0, h_in - pose[4]])
-    offset_new = rotation.linear @ offset + rotation.matrix[:, 2]
-    out = pose.copy()
-    out[:3] = matrix_to_angles(r_new)
-    out[3] = offset_new[0] + 1.0
-    out[4] = h_out - offset_new[1]
-    return out
+    return _PoseRotation(pose_para).rotate(rotation)
 
 
-def _rotate_one_based(points_xy: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
-    """Rotate (K, 2) 1-based y-down points (``-1`` = missing is kept)."""
-    return points_to_stored(rotation.apply(points_to_canonical(points_xy)))
+def _to_stored(p: np.ndarray) -> np.ndarray:
+    """Canonical (K, 2) float64 points -> 1-based y-down, **in place**: the arithmetic of
+    :func:`~face3d_data.w300lp.labels.points_to_stored` (+1; a non-finite point becomes ``-1``)
+    without its two copies, for the fresh arrays the rotation makes."""
+    missing = np.any(~np.isfinite(p), axis=-1)
+    p += 1.0
+    if missing.any():
+        p[missing] = -1.0
+    return p
 
 
-def _rotate_rows(array: np.ndarray, rotation: InPlaneRotation, name: str) -> np.ndarray:
-    """Rotate a field stored as (2|3, K) rows of 1-based y-down points, keeping dtype/shape."""
-    a = np.asarray(array)
-    if a.ndim != 2 or a.shape[0] not in (2, 3):
-        raise ValueError(f"{name} must have shape (2, K) or (3, K), got {a.shape}")
-    out = a.astype(np.float64, copy=True)
-    out[:2] = _rotate_one_based(out[:2].T, rotation).T
-    return out.astype(a.dtype) if a.dtype.kind == "f" else out
+class _PointRotation:
+    """The angle-independent part of rotating (K, 2) 1-based y-down points (``-1`` = missing):
+    their canonical form, computed once."""
+
+    def __init__(self, points_xy: np.ndarray):
+        self.canonical = points_to_canonical(points_xy)
+
+    def rotate(self, rotation: InPlaneRotation) -> np.ndarray:
+        """(K, 2) float64 rotated 1-based y-down points (missing stay ``-1``)."""
+        # rotation.apply without its defensive copy: the same product on the same layout
+        return _to_stored(self.canonical @ rotation.linear.T + rotation.matrix[:, 2])
 
 
-def _rotate_roi(roi: np.ndarray, rotation: InPlaneRotation) -> np.ndarray:
+class _RowsRotation:
+    """A field stored as (2|3, K) rows of 1-based y-down points, keeping dtype/shape."""
+
+    def __init__(self, array, name: str):
+        a = np.asarray(array)
+        if a.ndim != 2 or a.shape[0] not in (2, 3):
+            raise ValueError(f"{name} must have shape (2, K) or (3, K), got {a.shape}")
+        self.dtype = a.dtype
+        self.base = a.astype(np.float64, copy=True)
+        self.points = _PointRotation(self.base[:2].T)
+
+    def rotate(self, rotation: InPlaneRotation) -> np.ndarray:
+        out = self.base.copy()
+        out[:2] = self.points.rotate(rotation).T
+        return out if self.dtype.kind != "f" or out.dtype == self.dtype else out.astype(self.dtype)
+
+
+class _RoiRotation:
     """The axis-aligned box of the rotated ``[x1, y1, x2, y2]`` box, same shape and dtype."""
-    r = np.asarray(roi)
-    if r.size != 4:
-        raise ValueError(f"roi must have 4 elements, got shape {r.shape}")
-    x1, y1, x2, y2 = roi_to_canonical(r)
-    corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]])
-    turned = points_to_stored(rotation.apply(corners))  # back to the stored 1-based frame
-    lo, hi = np.floor(turned.min(axis=0)), np.ceil(turned.max(axis=0))
-    box = np.array([lo[0], lo[1], hi[0], hi[1]])
-    if r.dtype.kind in "iu":
-        info = np.iinfo(r.dtype)
-        box = np.clip(box, info.min, info.max)
-    return box.astype(r.dtype).reshape(r.shape)
+
+    def __init__(self, roi):
+        r = np.asarray(roi)
+        if r.size != 4:
+            raise ValueError(f"roi must have 4 elements, got shape {r.shape}")
+        self.dtype, self.shape = r.dtype, r.shape
+        self.limits = (float(np.iinfo(r.dtype).min), float(np.iinfo(r.dtype).max)) if r.dtype.kind in "iu" else None
+        x1, y1, x2, y2 = roi_to_canonical(r)
+        self.corners = np.array([[x1, y1], [x2, y1], [x1, y2], [x2, y2]])
+
+    def rotate(self, rotation: InPlaneRotation) -> np.ndarray:
+        turned = _to_stored(self.corners @ rotation.linear.T + rotation.matrix[:, 2])
+        box = np.concatenate([np.floor(turned.min(axis=0)), np.ceil(turned.max(axis=0))])
+        if self.limits is not None:  # np.clip to the integer range (box is finite)
+            box = np.minimum(np.maximum(box, self.limits[0]), self.limits[1])
+        return box.astype(self.dtype).reshape(self.shape)
+
+
+class LabelRotation:
+    """Rotations of one 300W-LP label dict by many angles: what does not depend on the angle
+    (validation, the pose matrix, the points in the canonical frame) is done once here.
+
+    ``LabelRotation(fields).rotate(rotation)`` equals ``rotate_label_fields(fields, rotation)``.
+
+    Args:
+        fields: the label ``.mat`` fields as read, not squeezed (``Pose_Para`` required).
+
+    Raises:
+        ValueError: no ``Pose_Para``, a non-finite one, a point field or ``roi`` of the wrong shape.
+    """
+
+    def __init__(self, fields: Mapping[str, np.ndarray]):
+        if "Pose_Para" not in fields:
+            raise ValueError("labels have no 'Pose_Para' field")
+        self.fields = dict(fields)
+        pose = np.asarray(fields["Pose_Para"])
+        self._pose = _PoseRotation(pose)
+        self._pose_dtype = pose.dtype if pose.dtype.kind == "f" else np.dtype(np.float64)
+        self._pose_shape = pose.shape
+        self._rows = {name: _RowsRotation(fields[name], name) for name in _POINT_FIELDS if name in fields}
+        self._roi = _RoiRotation(fields["roi"]) if "roi" in fields else None
+
+    def rotate(self, rotation: InPlaneRotation, copy: bool = True) -> dict[str, np.ndarray]:
+        """The rotated fields (see :func:`rotate_label_fields`), in the input's order.
+
+        Args:
+            copy: copy the fields that do not change; False shares the input's arrays (for a
+                caller that only reads the result, e.g. to write it).
+        """
+        out = {name: np.array(value, copy=True) for name, value in self.fields.items()} if copy \
+            else dict(self.fields)
+        out["Pose_Para"] = self._pose.rotate(rotation).astype(self._pose_dtype).reshape(self._pose_shape)
+        for name, rows in self._rows.items():
+            out[name] = rows.rotate(rotation)
+        if self._roi is not None:
+            out["roi"] = self._roi.rotate(rotation)
+        return out
 
 
 def rotate_label_fields(fields: Mapping[str, np.ndarray], rotation: InPlaneRotation
@@ -202,34 +331,99 @@ def rotate_label_fields(fields: Mapping[str, np.ndarray], rotation: InPlaneRotat
     """Rotate the fields of a 300W-LP label ``.mat`` (as read, not squeezed).
 
     ``Pose_Para`` (7 values), ``pt2d``, ``pt3d_68`` and ``roi`` are rotated, each keeping its
-    stored shape and dtype; every other field is copied unchanged.
+    stored shape and dtype; every other field is copied unchanged. For many angles of one label
+    dict, :class:`LabelRotation` does the angle-independent work once.
     """
-    if "Pose_Para" not in fields:
-        raise ValueError("labels have no 'Pose_Para' field")
-    out = {name: np.array(value, copy=True) for name, value in fields.items()}
-    pose = np.asarray(fields["Pose_Para"])
-    out["Pose_Para"] = rotate_pose(pose, rotation).astype(
-        pose.dtype if pose.dtype.kind == "f" else np.float64).reshape(pose.shape)
-    for name in _POINT_FIELDS:
-        if name in fields:
-            out[name] = _rotate_rows(fields[name], rotation, name)
-    if "roi" in fields:
-        out["roi"] = _rotate_roi(fields["roi"], rotation)
-    return out
+    return LabelRotation(fields).rotate(rotation)
+
+
+class PtsRotation:
+    """Rotations of one ``landmarks/<subset>/<name>_pts.mat`` dict by many angles
+    (``PtsRotation(fields).rotate(rotation)`` equals ``rotate_pts_fields(fields, rotation)``)."""
+
+    def __init__(self, fields: Mapping[str, np.ndarray]):
+        self.fields = dict(fields)
+        self._points = {}
+        for name in _PTS_FIELDS:
+            if name in fields:
+                a = np.asarray(fields[name])
+                if a.ndim != 2 or a.shape[1] != 2:
+                    raise ValueError(f"{name} must have shape (K, 2), got {a.shape}")
+                self._points[name] = (_PointRotation(a), a.dtype if a.dtype.kind == "f" else np.dtype(np.float64))
+
+    def rotate(self, rotation: InPlaneRotation, copy: bool = True) -> dict[str, np.ndarray]:
+        """The rotated fields; ``copy`` as in :meth:`LabelRotation.rotate`."""
+        out = {name: np.array(value, copy=True) for name, value in self.fields.items()} if copy \
+            else dict(self.fields)
+        for name, (points, dtype) in self._points.items():
+            p = points.rotate(rotation)
+            out[name] = p if p.dtype == dtype else p.astype(dtype)
+        return out
 
 
 def rotate_pts_fields(fields: Mapping[str, np.ndarray], rotation: InPlaneRotation
                       ) -> dict[str, np.ndarray]:
     """Rotate a ``landmarks/<subset>/<name>_pts.mat`` dict: ``pts_2d``/``pts_3d`` (K, 2)."""
-    out = {name: np.array(value, copy=True) for name, value in fields.items()}
-    for name in _PTS_FIELDS:
-        if name in fields:
-            a = np.asarray(fields[name])
-            if a.ndim != 2 or a.shape[1] != 2:
-                raise ValueError(f"{name} must have shape (K, 2), got {a.shape}")
-            out[name] = _rotate_one_based(a, rotation).astype(
-                a.dtype if a.dtype.kind == "f" else np.float64)
-    return out
+    return PtsRotation(fields).rotate(rotation)
+
+
+class ImageRotation:
+    """Rotations of one RGB image by many angles, and their JPEG bytes.
+
+    The picture is turned once into OpenCV's BGR order and every angle is warped into a reused
+    buffer and encoded from it, so each output costs one warp and one encode (no per-angle colour
+    conversions or image allocations). The pixels and bytes are those of
+    ``encode_image(rotate_image(image, rotation, fill), ".jpg", quality)``: the warp treats
+    channels independently (the fill colour is reversed with them) and ``cv2.imencode`` gets the
+    BGR array ``encode_image`` would have made.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, canonical frame.
+        fill: corner fill (see :func:`rotate_image`).
+    """
+
+    def __init__(self, image: np.ndarray, fill=0):
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
+        self.image = image
+        self.fill = fill
+        self._border, value = _border(fill, 3)
+        self._bgr_value = value[::-1] if isinstance(value, tuple) else value
+        self._bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        self._buffers: dict[tuple[int, int], np.ndarray] = {}
+
+    def _check(self, rotation: InPlaneRotation) -> None:
+        if tuple(self.image.shape[:2]) != tuple(rotation.in_hw):
+            raise ValueError(f"image must have shape {rotation.in_hw} (+ channels), got {self.image.shape}")
+
+    def rotate(self, rotation: InPlaneRotation) -> np.ndarray:
+        """The rotated (H', W', 3) uint8 RGB image (a new array), as :func:`rotate_image`."""
+        self._check(rotation)
+        return rotate_image(self.image, rotation, self.fill)
+
+    def warped(self, rotation: InPlaneRotation) -> np.ndarray:
+        """The rotated image in BGR order, (H', W', 3) uint8, in a buffer that the next call with
+        the same output size overwrites."""
+        self._check(rotation)
+        buffer = self._buffers.get(rotation.out_hw)
+        if buffer is None:
+            buffer = self._buffers[rotation.out_hw] = np.empty(rotation.out_hw + (3,), np.uint8)
+        return _warp(self._bgr, rotation, self._border, self._bgr_value, dst=buffer)
+
+    @staticmethod
+    def encode(bgr: np.ndarray, quality: int = 95) -> bytes:
+        """The bytes of a ``.jpg`` file of ``quality`` (1..100) of a BGR uint8 image: the parameters
+        of ``face3d_data.io.encode_image`` for ".jpg" (``tests/test_rotate_shared.py`` checks the
+        bytes are equal)."""
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise ValueError("could not encode image as .jpg")
+        return data.tobytes()
+
+    def jpeg(self, rotation: InPlaneRotation, quality: int = 95) -> bytes:
+        """The bytes of the rotated image as a ``.jpg`` file of ``quality`` (1..100)."""
+        return self.encode(self.warped(rotation), quality)
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,10 @@ import os
 
 import numpy as np
 
-from face3d_data.augment import angle_suffix, parse_fill, rotate_sample
+from face3d_data.augment import angle_suffix, in_plane_rotation, parse_fill
+from face3d_data.augment.rotate import ImageRotation, InPlaneRotation, LabelRotation, PtsRotation
 from face3d_data.errors import ConfigError, InputError
-from face3d_data.io import read_image, read_mat, write_image, write_mat
+from face3d_data.io import read_image, read_mat, write_bytes, write_mat
 from face3d_data.morphable.require import require_model
 from face3d_data.viz import draw_landmarks
 from face3d_data.w300lp import (
@@ -32,6 +33,20 @@ from face3d_data.w300lp import (
     read_label_fields,
 )
 from pipelines.core import Item, Stage, StageOptions
+
+_ROTATIONS: dict[tuple, InPlaneRotation] = {}
+
+
+def _rotation(theta: float, image_hw: tuple[int, int], expand: bool) -> InPlaneRotation:
+    """``in_plane_rotation(theta, image_hw, expand)``, made once per process for each angle and
+    image size (read-only: its matrix is shared by every item of that size)."""
+    key = (float(theta), int(image_hw[0]), int(image_hw[1]), bool(expand))
+    rotation = _ROTATIONS.get(key)
+    if rotation is None:
+        if len(_ROTATIONS) >= 4096:  # many image sizes: keep the cache small
+            _ROTATIONS.clear()
+        rotation = _ROTATIONS[key] = in_plane_rotation(theta, image_hw, expand=expand)
+    return rotation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,23 +105,27 @@ class Rotate300WLPStage(Stage):
             pts_rel = pts_rel[:-len("_pts.mat")] if pts_rel.endswith("_pts.mat") else \
                 os.path.splitext(pts_rel)[0]
         outputs, worst = [], 0.0
-        for theta in cfg.angles:
-            try:
-                rotated = rotate_sample(image, fields, theta, pts=pts, expand=cfg.expand, fill=fill)
-            except ValueError as exc:
-                raise InputError(mat_path, str(exc)) from None
+        try:  # the angle-independent work once per item: colour order, pose matrix, canonical points
+            image_rot = ImageRotation(image, fill=fill)
+            label_rot = LabelRotation(fields)
+            pts_rot = None if pts is None else PtsRotation(pts)
+            rotations = [_rotation(theta, image.shape[:2], cfg.expand) for theta in cfg.angles]
+        except ValueError as exc:
+            raise InputError(mat_path, str(exc)) from None
+        for theta, rotation in zip(cfg.angles, rotations):
+            labels = label_rot.rotate(rotation, copy=False)
             name = item.key + angle_suffix(theta)
-            write_image(ctx.path(name + ".jpg"), rotated.image, quality=cfg.jpeg_quality)
-            write_mat(ctx.path(name + ".mat"), rotated.labels)
+            write_bytes(ctx.path(name + ".jpg"), image_rot.jpeg(rotation, cfg.jpeg_quality))
+            write_mat(ctx.path(name + ".mat"), labels)
             outputs += [name + ".jpg", name + ".mat"]
-            if rotated.pts is not None:
+            if pts_rot is not None:
                 pts_name = pts_rel + angle_suffix(theta) + "_pts.mat"
-                write_mat(ctx.path(pts_name), rotated.pts)
+                write_mat(ctx.path(pts_name), pts_rot.rotate(rotation, copy=False))
                 outputs.append(pts_name)
             if lm_model is not None:
-                after = landmarks_from_params(lm_model, labels_from_fields(rotated.labels, mat_path),
-                                              rotated.rotation.out_hw, path=mat_path)
-                expected = rotated.rotation.apply(before[:, :2])
+                after = landmarks_from_params(lm_model, labels_from_fields(labels, mat_path),
+                                              rotation.out_hw, path=mat_path)
+                expected = rotation.apply(before[:, :2])
                 worst = max(worst, float(np.abs(after[:, :2] - expected).max()))
         h, w = image.shape[:2]
         record = {"outputs": outputs, "angles": ",".join(f"{a:g}" for a in cfg.angles),

@@ -64,7 +64,12 @@ def test_encode_mat_falls_back_to_savemat_for_anything_else(fields):
 
 @pytest.mark.parametrize("array", [
     np.arange(24, dtype=np.float32).reshape(2, 3, 4), np.ones((5, 3), np.float16),
-    np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.arange(20, dtype=np.int64)[::3], np.zeros(0)])
+    np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.arange(20, dtype=np.int64)[::3], np.zeros(0),
+    np.float64(3.5), np.array(True), np.arange(6, dtype=">f8").reshape(2, 3), np.ones((1, 4, 1), np.complex64),
+    np.zeros((3, 0, 2), np.uint8), np.ones((2, 3), bool).T, np.ones((1,) * 40, np.int16),
+    np.asfortranarray(np.random.default_rng(0).random((4, 5, 6))).astype(np.float32, order="F"),
+    np.arange(0, 10, dtype="datetime64[s]"), np.array([(1, 2.0)], dtype=[("a", "i4"), ("b", "f8")]),
+    np.array(["ab", "c"]), np.matrix([[1.0, 2.0]])])
 def test_save_npy_writes_the_bytes_of_np_save(array, tmp_path):
     buf = _io.BytesIO()
     np.save(buf, array, allow_pickle=False)
@@ -74,3 +79,62 @@ def test_save_npy_writes_the_bytes_of_np_save(array, tmp_path):
     with pytest.raises(ValueError):
         io.save_npy(tmp_path / "b.npy", np.array([object()]))
     assert [p.name for p in tmp_path.iterdir()] == ["a.npy"]
+
+
+def test_write_bytes_and_buffers_write_everything_after_short_writes(tmp_path, monkeypatch):
+    import os
+
+    from face3d_data.io import atomic
+
+    real_write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real_write(fd, memoryview(data).cast("B")[:7]))
+    monkeypatch.setattr(os, "writev", lambda fd, bufs: real_write(fd, memoryview(bufs[0]).cast("B")[:5]))
+    data = bytes(range(256)) * 3
+    atomic.write_bytes(tmp_path / "a.bin", data)
+    assert (tmp_path / "a.bin").read_bytes() == data
+    array = np.arange(40, dtype=np.float32).reshape(4, 10)
+    atomic.write_buffers(tmp_path / "b.bin", [b"head", memoryview(b""), array, bytearray(b"tail")])
+    assert (tmp_path / "b.bin").read_bytes() == b"head" + array.tobytes() + b"tail"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
+def test_write_bytes_keeps_the_guarantees_of_atomic_write(tmp_path, monkeypatch):
+    import os
+
+    from face3d_data.io import atomic
+
+    target = tmp_path / "new" / "deeper" / "f.jpg"
+    atomic.write_bytes(target, b"one")  # creates the folders
+    assert target.read_bytes() == b"one"
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        seen.append((os.path.basename(src), oct(os.stat(src).st_mode & 0o777), open(src, "rb").read()))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    atomic.write_bytes(target, np.frombuffer(b"two!", np.uint8))
+    name, mode, content = seen[0]
+    assert atomic.is_temporary(name) and name.startswith(f".f.jpg.tmp-{atomic._host()}-{os.getpid()}-")
+    assert mode == oct(0o666 & ~atomic._umask()) and content == b"two!" and target.read_bytes() == b"two!"
+    monkeypatch.setattr(os, "replace", real_replace)
+    with pytest.raises(TypeError, match="bytes-like object is required, not 'str'"):
+        atomic.write_bytes(target, "text")  # as file.write said
+    real_write = os.write
+
+    def failing_write(fd, data):
+        real_write(fd, b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        atomic.write_bytes(target, b"three")
+    monkeypatch.setattr(os, "write", real_write)
+    assert target.read_bytes() == b"two!"
+    assert os.listdir(target.parent) == ["f.jpg"]  # no temporary left behind
+    (tmp_path / "afile").write_bytes(b"x")
+    with pytest.raises(FileExistsError):  # what os.makedirs said before
+        atomic.write_bytes(tmp_path / "afile" / "g.jpg", b"y")
+    with pytest.raises(NotADirectoryError):
+        atomic.write_bytes(tmp_path / "afile" / "sub" / "g.jpg", b"y")

@@ -9,13 +9,25 @@ import zipfile
 import numpy as np
 
 from face3d_data.errors import InputError
-from face3d_data.io.atomic import atomic_write, write_bytes
+from face3d_data.io.atomic import atomic_write, write_buffers, write_bytes
 
 
 def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` (``.npy``) atomically: the bytes of ``np.save``, written
-    from the array's memory straight into the temporary file (no in-memory copy of the file)."""
+    from the array's memory straight into the temporary file (no in-memory copy of the file).
+
+    A contiguous plain numeric array (bool, int, uint, float, complex) is written with one
+    ``writev`` of its header and its memory; anything else goes through ``np.lib.format.write_array``.
+    """
     array = np.asanyarray(array)
+    if (type(array) is np.ndarray and array.dtype.kind in "biufc" and array.dtype.names is None
+            and array.dtype.subdtype is None and (array.flags.c_contiguous or array.flags.f_contiguous)):
+        header = _io.BytesIO()
+        # what write_array writes for these dtypes: format 1.0 (2.0/3.0 only for huge or non-latin-1 headers)
+        np.lib.format.write_array_header_1_0(header, np.lib.format.header_data_from_array_1_0(array))
+        memory = array if array.flags.c_contiguous else array.T  # a Fortran-order file holds the memory as is
+        write_buffers(path, (header.getvalue(), memory.reshape(-1).view(np.uint8)))
+        return
     with atomic_write(path, "wb") as f:
         np.lib.format.write_array(f, array, allow_pickle=False)
 

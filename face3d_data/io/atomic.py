@@ -10,15 +10,19 @@ an ordinary new file (``0666`` minus the process umask), not the ``0600`` of a t
 Files are not fsync'ed: data handed to the OS survives the writing process being killed, which is
 what resuming needs, and an fsync per file (~2 ms) would dominate small-file stages. Set
 ``FACE3D_FSYNC=1`` to also survive power loss.
+
+:func:`write_bytes` / :func:`write_buffers` write with ``os.write``/``os.writev`` on the descriptor
+(no Python file object: ~15 µs less per file than :func:`atomic_write`, which the streaming and
+text writers use).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import socket
-import tempfile
 import time
 from typing import IO, Iterator
 
@@ -49,6 +53,46 @@ def _umask() -> int:
     return _UMASK
 
 
+# how mkstemp opens its files, less O_RDWR
+_OPEN_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
+def _open_temporary(path: str) -> tuple[int, str]:
+    """Create the temporary file for ``path`` (its folder too, if needed): (fd, temporary path).
+
+    The name is ``.<name>.tmp-<host>-<pid>-<random>`` in the destination folder, created
+    exclusively (``O_EXCL``) with mode 0600 like ``tempfile.mkstemp``, then given the finished
+    file's permissions (``0666`` minus the umask).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = os.path.join(folder, f".{os.path.basename(path)}.tmp-{_host()}-{os.getpid()}-")
+    for attempt in range(10000):  # tempfile.TMP_MAX
+        tmp = prefix + os.urandom(6).hex()
+        try:
+            fd = os.open(tmp, _OPEN_FLAGS, 0o600)
+        except FileExistsError:
+            continue
+        except (FileNotFoundError, NotADirectoryError):
+            if attempt:
+                raise
+            os.makedirs(folder, exist_ok=True)  # raises what it raised before, e.g. for a file in the way
+            try:
+                fd = os.open(tmp, _OPEN_FLAGS, 0o600)
+            except FileExistsError:
+                continue
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o666 & ~_umask())
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return fd, tmp
+    raise FileExistsError(errno.EEXIST, "No usable temporary file name found")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file for writing that replaces ``path`` only when the block succeeds.
@@ -63,13 +107,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_write mode must be 'wb' or 'w', got {mode!r}")
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-{_host()}-{os.getpid()}-",
-                               dir=folder)
+    fd, tmp = _open_temporary(path)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": "\n"} if mode == "w" else {})) as f:
             yield f
             if _FSYNC:
@@ -82,10 +121,53 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_write(path, "wb") as f:
-        f.write(data)
+def write_bytes(path: str | os.PathLike, data) -> None:
+    """Write ``data`` (bytes or any C-contiguous buffer) to ``path`` atomically."""
+    _write(os.fspath(path), (data,))
+
+
+def write_buffers(path: str | os.PathLike, buffers) -> None:
+    """Write the concatenation of ``buffers`` (bytes, memoryviews, C-contiguous arrays) to ``path``
+    atomically: one ``writev`` call in the usual case, no copy of the data."""
+    _write(os.fspath(path), tuple(buffers))
+
+
+def _write(path: str, buffers: tuple) -> None:
+    fd, tmp = _open_temporary(path)
+    try:
+        try:
+            _write_all(fd, buffers)
+            if _FSYNC:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _write_all(fd: int, buffers: tuple) -> None:
+    """Write every byte of ``buffers`` to ``fd``: ``write``/``writev``, then ``write`` again for
+    whatever a short write left (a file object's ``write`` loops the same way)."""
+    if len(buffers) == 1:
+        data = buffers[0]
+        written = os.write(fd, data)  # a str is the TypeError file.write gave
+        if written == (len(data) if type(data) is bytes else memoryview(data).nbytes):
+            return
+    elif buffers:
+        written = os.writev(fd, buffers)
+        if written == sum(memoryview(b).nbytes for b in buffers):
+            return
+    for data in buffers:
+        view = memoryview(data).cast("B")
+        if written >= len(view):
+            written -= len(view)
+            continue
+        view, written = view[written:], 0
+        while view:
+            view = view[os.write(fd, view):]
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -220,11 +220,11 @@ class Warmup:
     def wait(self) -> None:
         """Wait for the warm-up tasks (they run before any task submitted after them); errors are
         left to the tasks, which meet them again."""
-        outputs, self._outputs = self._outputs, None
-        if outputs is not None:
+        if self._outputs is not None:
             with contextlib.suppress(Exception):
-                for _ in outputs:
+                for _ in self._outputs:
                     pass
+            self._outputs = None  # (an interrupt leaves it to cancel)
 
     def cancel(self) -> None:
         """Stop the warm-up now, killing the workers (an interrupted run); no-op after

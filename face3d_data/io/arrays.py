@@ -16,8 +16,9 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` (``.npy``) atomically: the bytes of ``np.save``, written
     from the array's memory straight into the temporary file (no in-memory copy of the file).
 
-    A contiguous plain numeric array (bool, int, uint, float, complex) is written with one
-    ``writev`` of its header and its memory; anything else goes through ``np.lib.format.write_array``.
+    A contiguous plain numeric array (bool, int, uint, float, complex): its header, then its
+    memory, with one ``os.write`` each (as ``tofile`` writes it, without its file-object overhead);
+    anything else goes through ``np.lib.format.write_array``.
     """
     array = np.asanyarray(array)
     if (type(array) is np.ndarray and array.dtype.kind in "biufc" and array.dtype.names is None

@@ -20,10 +20,11 @@
 3. A straightforward reference in the same run (face3d's approach: float64 vertices, the UV mesh
    re-rasterised for every sample with ``render_uv``, ``skimage.transform.warp`` for the crop),
    and the ratio.
-4. End to end: the real stage through the runner with ``--jobs`` workers (loky), samples/s
-   including worker start-up and model loading; and the steady rate, (N - n) / (t_N - t_n)
-   against a run of n = 2 runner batches per worker (start-up, model loading and ``finish``
-   cancel out), which is what a 122,450-sample 300W-LP run sees.
+4. End to end: the real stage through the runner with ``--jobs`` workers (loky), samples/s of a
+   cold run (fresh workers, the model loaded in every process), and the steady rate
+   (N - n) / (t_N - t_n) of two warm runs (same workers, model already loaded), which is what a
+   122,450-sample 300W-LP run sees (``benchmarks/_runs.py``); and what writing one position map
+   costs the kernel in new page-cache pages against just-freed ones.
 
 Timings on a shared machine are noisy; compare the ratio, not the absolute numbers.
 """
@@ -42,6 +43,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _machine import print_machine  # noqa: E402
+from _runs import end_to_end, page_cache_cost  # noqa: E402
 
 from face3d_data.io import encode_image, read_image, read_mat, save_npy, write_bytes, write_image, write_mat  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
@@ -240,23 +242,6 @@ def reference(pairs, model, out: str, res: int, rng) -> float:
     return time.perf_counter() - start
 
 
-def end_to_end(root: str, model_path: str, out: str, jobs: int, limit: int | None = None,
-               group: int = 8) -> tuple[float, int] | None:
-    try:
-        from face3d_data.morphable import load_model  # noqa: F401
-        from face3d_data.w300lp import find_samples  # noqa: F401
-    except ImportError as exc:
-        print(f"end to end: skipped ({exc})")
-        return None
-    from pipelines.core import RunOptions, build_config, run_stage
-    from pipelines.registry import stage_class
-
-    cfg = build_config("posmap", explicit={"data_root": root, "model": model_path, "synthesis_group": group})
-    start = time.perf_counter()
-    summary = run_stage(stage_class("posmap"), RunOptions(out=out, jobs=jobs, quiet=True, limit=limit), cfg=cfg)
-    return time.perf_counter() - start, summary.processed
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=1200)
@@ -271,6 +256,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     print_machine()
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh, recycled = page_cache_cost(os.path.join(tmp, "page_cache"), 4 * 3 * args.resolution ** 2 + 128)
+    print(f"page cache, writing one {args.resolution}² float32 .npy: {fresh:.2f} ms into new pages, "
+          f"{recycled:.2f} ms into just-freed pages (x{fresh / max(recycled, 1e-9):.1f})")
     t0 = time.perf_counter()
     model = random_model(53215, 199, 29, seed=0, n_tex=10)
     print(f"model: {model.n_vertices} vertices, {len(model.triangles)} triangles, "
@@ -320,24 +309,20 @@ def main(argv=None) -> int:
 
         model_path = os.path.join(tmp, "model.npz")
         model.save(model_path)
-        result = end_to_end(root, model_path, os.path.join(tmp, "out"), args.jobs, group=args.synthesis_group)
-        small = 2 * PosmapStage.batch_size * args.jobs
-        warm = end_to_end(root, model_path, os.path.join(tmp, "out_small"), args.jobs, limit=small,
-                          group=args.synthesis_group) \
-            if result is not None and len(pairs) > 2 * small else None
-        if result is not None:
-            seconds, processed = result
-            print(f"\nend to end (posmap stage, {args.jobs} workers, loky, synthesis_group "
-                  f"{args.synthesis_group}): {processed} samples "
-                  f"in {seconds:.2f} s = {processed / seconds:.1f} samples/s, "
-                  f"{1e3 * seconds * args.jobs / processed:.2f} ms/sample per core, start-up included "
-                  f"(target >= 400/s)")
-            if warm is not None:
-                steady = (processed - warm[1]) / (seconds - warm[0])
-                print(f"steady rate (against a {warm[1]}-sample run in {warm[0]:.2f} s): {steady:.1f} "
-                      f"samples/s, {1e3 * args.jobs / steady:.2f} ms/sample per core; the 122,450-sample "
-                      f"300W-LP would take {122450 / steady / 60:.1f} min")
-            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        explicit = {"data_root": root, "model": model_path, "synthesis_group": args.synthesis_group}
+        small = min(len(pairs) // 3, 2 * PosmapStage.batch_size * args.jobs)
+        runs = end_to_end("posmap", explicit, os.path.join(tmp, "out"), args.jobs, small)
+        seconds, processed = runs["cold"]
+        print(f"\nend to end (posmap stage, {args.jobs} workers, loky, synthesis_group "
+              f"{args.synthesis_group}), with start-up (fresh workers, model loaded in every process): "
+              f"{processed} samples in {seconds:.2f} s = {processed / seconds:.1f} samples/s")
+        for label, big, little, rate in (("new page-cache pages", "warm", "warm_small", "steady"),
+                                         ("just-freed pages", "recycled", "recycled_small", "steady_recycled")):
+            (tn, n), (ts, m), steady = runs[big], runs[little], runs[rate]
+            print(f"steady rate, files into {label} (warm workers: {n} samples in {tn:.2f} s against {m} "
+                  f"in {ts:.2f} s): {steady:.1f} samples/s, {1e3 * args.jobs / steady:.2f} ms/sample per core "
+                  f"(target >= 400/s); the 122,450-sample 300W-LP: {122450 / steady / 60:.1f} min")
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

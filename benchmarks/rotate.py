@@ -17,8 +17,10 @@
    default thread count and with one thread (what each worker process uses).
 3. A straightforward reference in the same run: decode the image again for every angle, rotate
    with ``skimage.transform.rotate``, write with ``cv2.imwrite``/``scipy.io.savemat``; the ratio.
-4. End to end: the real stage through the runner (``--jobs`` loky workers), outputs/s with
-   start-up, and the steady rate (N - n) / (t_N - t_n) against a run of n = N/4 inputs.
+4. End to end: the real stage through the runner (``--jobs`` loky workers), outputs/s of a cold
+   run (fresh workers) and the steady rate (N - n) / (t_N - t_n) of two warm runs of N and n = N/4
+   inputs, with the files written into new page-cache pages and into just-freed ones
+   (``benchmarks/_runs.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _machine import print_machine  # noqa: E402
+from _runs import end_to_end  # noqa: E402
 
 from benchmarks.posmap import list_pairs, make_dataset  # noqa: E402
 from face3d_data.augment import angle_suffix, in_plane_rotation, rotate_image, rotate_label_fields  # noqa: E402
@@ -188,22 +191,6 @@ def reference(pairs, out: str) -> float:
     return time.perf_counter() - start
 
 
-def end_to_end(root: str, out: str, jobs: int, limit: int | None = None):
-    try:
-        from face3d_data.w300lp import find_samples  # noqa: F401
-    except ImportError as exc:
-        print(f"end to end: skipped ({exc})")
-        return None
-    from pipelines.core import RunOptions, build_config, run_stage
-    from pipelines.registry import stage_class
-
-    cfg = build_config("rotate_300wlp", explicit={"data_root": root})
-    start = time.perf_counter()
-    summary = run_stage(stage_class("rotate_300wlp"), RunOptions(out=out, jobs=jobs, quiet=True, limit=limit),
-                        cfg=cfg)
-    return time.perf_counter() - start, summary.processed * len(ANGLES)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=400)
@@ -246,20 +233,19 @@ def main(argv=None) -> int:
         print(f"reference (decode per angle, skimage rotate, savemat), {m} inputs: "
               f"{1e3 * ref / (m * len(ANGLES)):.2f} ms/output; ours "
               f"{1e3 * ours / (m * len(ANGLES)):.2f} ms/output; speed-up x{ref / ours:.2f}")
-        result = end_to_end(root, os.path.join(tmp, "out"), args.jobs)
-        small = max(1, args.samples // 4)
-        warm = end_to_end(root, os.path.join(tmp, "out_small"), args.jobs, limit=small) if result else None
-        if result is not None:
-            seconds, produced = result
-            print(f"end to end (rotate_300wlp stage, {args.jobs} workers, loky): {produced} "
-                  f"outputs in {seconds:.2f} s = {produced / seconds:.1f} outputs/s, "
-                  f"{1e3 * seconds * args.jobs / produced:.2f} ms/output per core, start-up included "
-                  f"(target >= 800/s)")
-            if warm is not None and produced > warm[1]:
-                steady = (produced - warm[1]) / (seconds - warm[0])
-                print(f"steady rate (against {warm[1]} outputs in {warm[0]:.2f} s): {steady:.1f} outputs/s, "
-                      f"{1e3 * args.jobs / steady:.2f} ms/output per core")
-            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        angles = len(ANGLES)
+        runs = end_to_end("rotate_300wlp", {"data_root": root}, os.path.join(tmp, "out"), args.jobs,
+                          small=max(1, args.samples // 4))
+        seconds, done = runs["cold"]
+        print(f"end to end (rotate_300wlp stage, {args.jobs} workers, loky), with start-up (fresh workers): "
+              f"{done * angles} outputs in {seconds:.2f} s = {done * angles / seconds:.1f} outputs/s")
+        for label, big, little, rate in (("new page-cache pages", "warm", "warm_small", "steady"),
+                                         ("just-freed pages", "recycled", "recycled_small", "steady_recycled")):
+            (tn, n), (ts, m), steady = runs[big], runs[little], angles * runs[rate]
+            print(f"steady rate, files into {label} (warm workers: {n * angles} outputs in {tn:.2f} s against "
+                  f"{m * angles} in {ts:.2f} s): {steady:.1f} outputs/s, {1e3 * args.jobs / steady:.2f} ms/output "
+                  f"per core (target >= 800/s)")
+        print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 

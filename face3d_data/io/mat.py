@@ -148,6 +148,19 @@ def _parse_plain_v5(raw: bytearray) -> dict[str, np.ndarray] | None:
     return data
 
 
+def _data_tag(buf: bytearray, at: int) -> tuple[int, int, int, int] | None:
+    """The data element whose tag starts at ``at``: (type, byte count, data start, next element).
+
+    A small data element packs a 2-byte count and a 2-byte type into the first 4 bytes and holds
+    at most 4 bytes of data in the tag's second half; None for one claiming more.
+    """
+    mi_type, count = _TAG.unpack_from(buf, at)
+    if mi_type >> 16:
+        mi_type, count = mi_type & 0xFFFF, mi_type >> 16
+        return (mi_type, count, at + 4, at + 8) if count <= 4 else None
+    return mi_type, count, at + 8, at + 8 + count + (-count % 8)
+
+
 def _parse_matrix(buf: bytearray, pos: int, end: int, exact: bool) -> tuple[str, np.ndarray] | None:
     """(name, array) of the miMATRIX element at ``buf[pos:end]`` when it is a plain real numeric
     matrix with at least one element, else None. ``exact``: the data element (with its padding)
@@ -168,25 +181,17 @@ def _parse_matrix(buf: bytearray, pos: int, end: int, exact: bool) -> tuple[str,
         size *= d
         if d <= 0:
             return None  # empty arrays (and negative dims) are left to scipy
-    name_type, count = _TAG.unpack_from(buf, at)
-    if name_type >> 16:  # small data element: 2-byte count, 2-byte type, <= 4 bytes in the tag itself
-        name_type, count, start, at = name_type & 0xFFFF, name_type >> 16, at + 4, at + 8
-        if count > 4:
-            return None
-    else:
-        start = at + 8
-        at = start + count + (-count % 8)
+    tag = _data_tag(buf, at)
+    if tag is None:
+        return None
+    name_type, count, start, at = tag
     if name_type != 1 or count == 0 or at + 8 > end:
         return None
     name = bytes(buf[start:start + count]).decode("latin1")
-    mi_type, count = _TAG.unpack_from(buf, at)
-    if mi_type >> 16:
-        mi_type, count, start, at = mi_type & 0xFFFF, mi_type >> 16, at + 4, at + 8
-        if count > 4:
-            return None
-    else:
-        start = at + 8
-        at = start + count + (-count % 8)
+    tag = _data_tag(buf, at)
+    if tag is None:
+        return None
+    mi_type, count, start, at = tag
     dtype = _MI_DTYPES.get(mi_type)
     if mi_type not in _SCIPY_DTYPES and start + count <= end:
         raise _UnknownType(name, mi_type)

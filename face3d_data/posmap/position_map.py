@@ -13,14 +13,12 @@ significant bits, i.e. an error of at most ``|value|·2⁻¹¹`` (≤ 0.125 px f
 
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from face3d_data import _raster
 from face3d_data.posmap.keypoint_weights import KeypointWeights, bilinear_weights, decode_with_weights, weighted_texels
 from face3d_data.posmap.uv_assets import UVAssets
-from face3d_data.render.raster import InterpolationPlan, interpolate_planned, interpolation_plan
+from face3d_data.render.raster import interpolate_planned
 
 STORAGE_DTYPES = ("float32", "float16")
 
@@ -135,22 +133,10 @@ def render_position_map(vertices: np.ndarray, assets: UVAssets) -> np.ndarray:
     return _interpolate_uv(v, assets)
 
 
-# per UVAssets object: its raster resolved to vertex ids (an assets' raster is fixed once built)
-_UV_PLANS: dict[int, tuple[weakref.ref, InterpolationPlan]] = {}
-
-
 def _interpolate_uv(vertices: np.ndarray, assets: UVAssets) -> np.ndarray:
     """``interpolate(vertices, assets.raster, assets.triangles)`` bit for bit, through the
-    assets' cached :class:`~face3d_data.render.raster.InterpolationPlan`: (R, R, 3) float32."""
-    key = id(assets)
-    hit = _UV_PLANS.get(key)
-    if hit is None or hit[0]() is not assets:
-        def forget(ref, key=key):
-            if _UV_PLANS.get(key, (None,))[0] is ref:
-                del _UV_PLANS[key]
-        hit = (weakref.ref(assets, forget), interpolation_plan(assets.raster, assets.triangles))
-        _UV_PLANS[key] = hit
-    return interpolate_planned(vertices, hit[1])
+    assets' :attr:`~UVAssets.plan`: (R, R, 3) float32."""
+    return interpolate_planned(vertices, assets.plan)
 
 
 def _shift_face_z(vertices: np.ndarray, assets: UVAssets) -> np.float32:

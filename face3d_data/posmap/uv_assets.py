@@ -32,6 +32,7 @@ Assets (``docs/prnet.md`` for the files):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -39,6 +40,7 @@ import numpy as np
 from face3d_data.morphable.model import REGIONS
 from face3d_data.posmap.keypoint_weights import KeypointWeights, keypoint_weights
 from face3d_data.render import Raster, rasterize
+from face3d_data.render.raster import InterpolationPlan, interpolation_plan
 
 #: Default weight levels: the PRNet paper's ratio 68 keypoints : eyes, nose, mouth : rest of the
 #: face : neck = 16 : 4 : 3 : 0.
@@ -113,6 +115,13 @@ class UVAssets:
     face_ind: np.ndarray
     grid_triangles: np.ndarray
     face_vertices: np.ndarray
+
+    @cached_property
+    def plan(self) -> InterpolationPlan:
+        """``raster`` resolved to per-texel vertex ids and weights, made on first use: every
+        position map of the model interpolates through it
+        (:func:`~face3d_data.render.raster.interpolate_planned`)."""
+        return interpolation_plan(self.raster, self.triangles)
 
 
 def build_uv_assets(model, resolution: int = 256,

@@ -42,6 +42,7 @@ from benchmarks.posmap import list_pairs, make_dataset  # noqa: E402
 from face3d_data.augment import angle_suffix, in_plane_rotation, rotate_image, rotate_label_fields  # noqa: E402
 from face3d_data.augment.rotate import ImageRotation, LabelRotation  # noqa: E402
 from face3d_data.io import encode_image, encode_mat, read_image, read_mat, write_bytes  # noqa: E402
+from face3d_data.io.images import encode_bgr  # noqa: E402
 from face3d_data.morphable.testing import random_model  # noqa: E402
 
 ANGLES = (15, 30, 45, 60, -15, -30, -45, -60)
@@ -61,7 +62,7 @@ def phases(pairs, out: str) -> dict:
             c1 = time.perf_counter()
             labels = label_rot.rotate(rot, copy=False)
             c2 = time.perf_counter()
-            jpeg = image_rot.encode(turned, 95)
+            jpeg = encode_bgr(turned, ".jpg", 95)
             c3 = time.perf_counter()
             blob = encode_mat(labels)
             c4 = time.perf_counter()

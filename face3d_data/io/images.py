@@ -152,6 +152,12 @@ def encode_image(rgb: np.ndarray, extension: str, quality: int = 95) -> bytes:
         bgr = rgb
     else:
         raise ValueError(f"image must be (H, W, 3) or (H, W), got shape {rgb.shape}")
+    return encode_bgr(bgr, extension, quality)
+
+
+def encode_bgr(bgr: np.ndarray, extension: str, quality: int = 95) -> bytes:
+    """:func:`encode_image` of an image already in OpenCV's BGR order (or grey): (H, W, 3) or
+    (H, W) uint8, unchecked; for callers that keep BGR pictures (e.g. many rotations of one)."""
     extension = extension.lower()
     if extension in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]

@@ -35,8 +35,9 @@ from typing import Mapping
 import cv2
 import numpy as np
 
+from face3d_data.io.images import encode_bgr
 from face3d_data.w300lp.labels import points_to_canonical, roi_to_canonical
-from face3d_data.w300lp.pose import angles_to_matrix
+from face3d_data.w300lp.pose import _angles_of_rzyx, angles_to_matrix
 
 #: Fields that carry 1-based, y-down image points, with the axis that holds x/y/(z).
 _POINT_FIELDS = ("pt2d", "pt3d_68")
@@ -168,24 +169,6 @@ def _pose_vector(pose_para) -> np.ndarray:
     return pose
 
 
-def _angles_300wlp(r: np.ndarray) -> tuple[float, float, float]:
-    """(pitch, yaw, roll) of a finite (3, 3) float64 rotation in the 300W-LP convention.
-
-    The arithmetic of :func:`face3d_data.w300lp.pose.matrix_to_angles` (the same numpy calls on
-    the same 0-d operands, so the same bits) without its array checks and the branch
-    ``np.where`` discards; ``tests/test_rotate.py`` checks the equality.
-    """
-    m = r.T
-    sy = np.clip(-m[..., 2, 0], -1.0, 1.0)
-    yaw = np.arcsin(sy)
-    cy = np.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
-    if cy > 1e-9:
-        pitch, roll = np.arctan2(m[..., 2, 1], m[..., 2, 2]), np.arctan2(m[..., 1, 0], m[..., 0, 0])
-    else:
-        pitch, roll = np.arctan2(sy * m[..., 0, 1], m[..., 1, 1]), 0.0
-    return float(pitch), float(yaw), float(roll)
-
-
 class _PoseRotation:
     """The angle-independent part of :func:`rotate_pose` for one ``Pose_Para``."""
 
@@ -204,7 +187,7 @@ class _PoseRotation:
             offset = self._offsets[h_in] = np.array([pose[3] - 1.0, h_in - pose[4]])
         offset_new = rotation.linear @ offset + rotation.matrix[:, 2]
         out = pose.copy()
-        out[:3] = _angles_300wlp(r_new)
+        out[:3] = _angles_of_rzyx(r_new.T)  # matrix_to_angles' arithmetic, R already checked
         out[3] = offset_new[0] + 1.0
         out[4] = h_out - offset_new[1]
         return out
@@ -374,8 +357,8 @@ class ImageRotation:
     buffer and encoded from it, so each output costs one warp and one encode (no per-angle colour
     conversions or image allocations). The pixels and bytes are those of
     ``encode_image(rotate_image(image, rotation, fill), ".jpg", quality)``: the warp treats
-    channels independently (the fill colour is reversed with them) and ``cv2.imencode`` gets the
-    BGR array ``encode_image`` would have made.
+    channels independently (the fill colour is reversed with them) and
+    :func:`~face3d_data.io.images.encode_bgr` gets the BGR array ``encode_image`` would have made.
 
     Args:
         image: (H, W, 3) uint8 RGB, canonical frame.
@@ -411,19 +394,9 @@ class ImageRotation:
             buffer = self._buffers[rotation.out_hw] = np.empty(rotation.out_hw + (3,), np.uint8)
         return _warp(self._bgr, rotation, self._border, self._bgr_value, dst=buffer)
 
-    @staticmethod
-    def encode(bgr: np.ndarray, quality: int = 95) -> bytes:
-        """The bytes of a ``.jpg`` file of ``quality`` (1..100) of a BGR uint8 image: the parameters
-        of ``face3d_data.io.encode_image`` for ".jpg" (``tests/test_rotate_shared.py`` checks the
-        bytes are equal)."""
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        if not ok:
-            raise ValueError("could not encode image as .jpg")
-        return data.tobytes()
-
     def jpeg(self, rotation: InPlaneRotation, quality: int = 95) -> bytes:
         """The bytes of the rotated image as a ``.jpg`` file of ``quality`` (1..100)."""
-        return self.encode(self.warped(rotation), quality)
+        return encode_bgr(self.warped(rotation), ".jpg", quality)
 
 
 @dataclass(frozen=True)

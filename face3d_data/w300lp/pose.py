@@ -62,6 +62,10 @@ def _angles_of_rzyx(m: np.ndarray):
     sy = np.clip(-m[..., 2, 0], -1.0, 1.0)
     yaw = np.arcsin(sy)
     cy = np.sqrt(m[..., 0, 0] ** 2 + m[..., 1, 0] ** 2)
+    if m.ndim == 2:   # one matrix: only the branch that applies (np.where computes both); same values
+        if cy > 1e-9:
+            return np.arctan2(m[2, 1], m[2, 2]), yaw, np.arctan2(m[1, 0], m[0, 0])
+        return np.arctan2(sy * m[0, 1], m[1, 1]), yaw, 0.0
     regular = cy > 1e-9
     pitch = np.where(regular, np.arctan2(m[..., 2, 1], m[..., 2, 2]),
                      np.arctan2(sy * m[..., 0, 1], m[..., 1, 1]))
